@@ -1,0 +1,1 @@
+"""One module per `malenia` subcommand, each with `register(subparsers)`."""

@@ -1,0 +1,1 @@
+"""nnU-Net trainers for Malenia."""
