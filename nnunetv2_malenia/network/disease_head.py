@@ -1,0 +1,114 @@
+"""Disease identification against a knowledge table and the eval-mode semantic output.
+
+Table scoring rule (not published; see docs/network.md): attribute types are treated as
+independent evidence. For token q and disease d,
+    log L(q, d) = sum_t log( sum_{v in type t} table[d, v] * p_q(v | t) ),
+i.e. the probability that the token's predicted attributes are drawn from the row, and
+p(d | q) = softmax_d log L(q, d). Types a row leaves empty are skipped.
+Semantic maps (Mask2Former's semantic inference): P_d(x) = sum_q sigmoid(obj_q) p(d|q) m_q(x).
+The output is the log of one distribution over labels: lesion mass sum_d P_d (rescaled to at most
+1), the remainder shared among the non-lesion labels by nnU-Net's own head.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from .attribute_bank import type_one_hot
+from .buffers import ResizableBuffersMixin, as_index_tensor
+
+LOG_EPS = 1e-8
+
+
+class DiseaseHead(ResizableBuffersMixin):
+    """Holds the swappable knowledge table and turns token predictions into label log-probabilities."""
+
+    _resizable_buffers = ("table_weights", "label_of_disease", "head_label_map", "num_labels")
+
+    def __init__(self, num_values: int, num_head_classes: int, lesion_labels: Sequence[int] = ()):
+        super().__init__()
+        head_map = torch.arange(num_head_classes, dtype=torch.long)
+        for lbl in lesion_labels:
+            if 0 < lbl < num_head_classes:
+                head_map[lbl] = -1
+        self.register_buffer("table_weights", torch.zeros(0, num_values))
+        self.register_buffer("label_of_disease", torch.zeros(0, dtype=torch.long))
+        # Output label of each channel of nnU-Net's head, -1 for lesion channels (ignored in eval).
+        self.register_buffer("head_label_map", head_map)
+        self.register_buffer("num_labels", torch.tensor(num_head_classes, dtype=torch.long))
+
+    @property
+    def num_diseases(self) -> int:
+        return self.table_weights.shape[0]
+
+    def set_knowledge_table(self, table_weights: torch.Tensor, label_of_disease: Sequence[int] | torch.Tensor,
+                            num_labels: Optional[int] = None,
+                            head_label_map: Optional[Sequence[int] | torch.Tensor] = None) -> None:
+        """Install a table (num_diseases, V) and the output label of each disease.
+
+        head_label_map optionally re-maps nnU-Net's head channels to output labels (-1 = unused);
+        num_labels defaults to the largest label used + 1. No weight changes.
+        """
+        dev = self.head_label_map.device
+        table = torch.as_tensor(table_weights, dtype=torch.float32, device=dev)
+        labels = as_index_tensor(label_of_disease, dev)
+        if table.ndim != 2 or labels.numel() != table.shape[0]:
+            raise ValueError(f"table (num_diseases, V) {tuple(table.shape)} and {labels.numel()} labels disagree")
+        if (table < 0).any():
+            raise ValueError("table weights must be non-negative")
+        head_map = self.head_label_map if head_label_map is None else as_index_tensor(head_label_map, dev)
+        if head_map.numel() != self.head_label_map.numel():
+            raise ValueError(f"head_label_map needs {self.head_label_map.numel()} entries")
+        if (labels <= 0).any():
+            raise ValueError("diseases cannot map to label 0 (background)")
+        clash = set(labels.tolist()) & set(head_map[head_map >= 0].tolist())
+        if clash:
+            raise ValueError(f"labels {sorted(clash)} are both a disease and a non-lesion head channel; "
+                             "pass head_label_map to free them")
+        used = torch.cat([labels, head_map[head_map >= 0]])
+        needed = int(used.max()) + 1 if used.numel() else 1
+        n = needed if num_labels is None else int(num_labels)
+        if n < needed:
+            raise ValueError(f"num_labels {n} too small for labels up to {needed - 1}")
+        self.table_weights = table.clone()
+        self.label_of_disease = labels.clone()
+        self.head_label_map = head_map.clone()
+        self.num_labels = torch.tensor(n, dtype=torch.long, device=dev)
+
+    def disease_given_token(self, type_probs: torch.Tensor, value_type: torch.Tensor) -> torch.Tensor:
+        """type_probs (B, N, T, V) -> p(disease | token) (B, N, num_diseases)."""
+        num_types = type_probs.shape[-2]
+        if self.num_diseases == 0:
+            return type_probs.new_zeros(*type_probs.shape[:2], 0)
+        member = type_one_hot(value_type, num_types)  # (V, T)
+        table_t = self.table_weights.float().unsqueeze(-1) * member  # (Dz, V, T)
+        mass = torch.einsum("bntv,dvt->bndt", type_probs.float(), table_t)
+        row_has_type = table_t.sum(1) > 0  # (Dz, T)
+        log_l = torch.where(row_has_type, mass.clamp_min(1e-6).log(), torch.zeros_like(mass)).sum(-1)
+        return torch.softmax(log_l, dim=-1)
+
+    def label_log_probs(self, token_probs: torch.Tensor, disease_scores: torch.Tensor,
+                        head_logits: torch.Tensor) -> torch.Tensor:
+        """token_probs (B, N, X, Y, Z); disease_scores (B, N, Dz) = objectness x p(d|q);
+        head_logits (B, C_head, X, Y, Z) -> log-probabilities (B, num_labels, X, Y, Z), float32."""
+        b = token_probs.shape[0]
+        spatial = token_probs.shape[2:]
+        n_labels = int(self.num_labels)
+        probs = token_probs.new_zeros(b, n_labels, *spatial, dtype=torch.float32)
+        lesion_total = torch.zeros(b, 1, *spatial, dtype=torch.float32, device=token_probs.device)
+        if self.num_diseases:
+            per_disease = torch.einsum("bnd,bnxyz->bdxyz", disease_scores.float(), token_probs.float())
+            lesion_total = per_disease.sum(1, keepdim=True)
+            per_disease = per_disease / lesion_total.clamp_min(1.0)
+            lesion_total = lesion_total.clamp(max=1.0)
+            probs = probs.index_add(1, self.label_of_disease, per_disease)
+        rest = 1.0 - lesion_total
+        keep = self.head_label_map >= 0
+        if keep.any():
+            head = torch.softmax(head_logits.float()[:, keep], dim=1)
+            probs = probs.index_add(1, self.head_label_map[keep], rest * head)
+        else:
+            probs = probs.index_add(1, torch.zeros(1, dtype=torch.long, device=probs.device), rest)
+        return probs.clamp_min(LOG_EPS).log()

@@ -1,0 +1,143 @@
+"""The Malenia network: nnU-Net backbone + masked-attention decoder + CMKI + disease head.
+
+Training (network.train()): `forward(x, targets, matcher)` returns a dict of outputs. Matching
+has to happen between the transformer decoder and CMKI (CMKI injects the matched lesions'
+ground-truth attributes), and DDP only synchronises what runs inside `forward`, so the trainer
+passes the criterion's matcher as a callback instead of calling sub-modules itself:
+
+    out = network(x, targets=targets, matcher=criterion.matcher)
+    losses = criterion(out, targets)          # reuses out["indices"]
+
+Without targets, CMKI uses the predicted attributes for every token (as at inference).
+Eval (network.eval()): `forward(x)` returns only label log-probabilities (B, num_labels, X, Y, Z)
+for nnU-Net's sliding-window predictor; `predict_details(x)` returns everything behind them.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .attribute_bank import AttributeBank
+from .backbone_adapter import NnUNetBackboneAdapter
+from .cmki import CMKIOutput, CrossModalKnowledgeInjection, ensemble_probs
+from .config import MaleniaConfig
+from .disease_head import DiseaseHead
+from .transformer_decoder import DecoderLayerOutput, MaskedAttentionDecoder
+
+# matcher(last_layer, pixel_features, targets) -> per sample (token indices, target indices)
+Matcher = Callable[[DecoderLayerOutput, torch.Tensor, Sequence[Any]], list[tuple[torch.Tensor, torch.Tensor]]]
+
+
+class MaleniaNetwork(nn.Module):
+    """Build from an nnU-Net network (as built from the plans), a config and the vocabulary size.
+
+    The vocabulary, its types and the knowledge table are buffers (saved in the state dict, and
+    resized to the checkpoint's shapes on load); nothing learnable depends on their sizes.
+    """
+
+    def __init__(self, backbone: nn.Module, config: MaleniaConfig, num_values: int):
+        super().__init__()
+        self.config = config
+        self.backbone = NnUNetBackboneAdapter(backbone)
+        channels = self.backbone.feature_channels
+        # Transformer levels: the coarsest decoder stages, never the last (per-voxel) one, which is F4.
+        n_levels = max(1, min(config.num_blocks, len(channels) - 1))
+        self.level_indices = list(range(n_levels))
+        pixel_channels = channels[-1]
+        self.transformer_decoder = MaskedAttentionDecoder([channels[i] for i in self.level_indices],
+                                                          pixel_channels, config)
+        self.attributes = AttributeBank(num_values, config.text_dim, config.num_attribute_types,
+                                        config.temperature_init)
+        self.cmki = CrossModalKnowledgeInjection(config, pixel_channels)
+        self.disease_head = DiseaseHead(num_values, int(backbone.decoder.num_classes), config.lesion_labels)
+
+    # nnU-Net's trainer toggles `network.decoder.deep_supervision`; keep that working.
+    @property
+    def decoder(self) -> nn.Module:
+        return self.backbone.decoder
+
+    def set_vocabulary(self, value_embeddings: torch.Tensor, value_type: torch.Tensor) -> None:
+        self.attributes.set_vocabulary(value_embeddings, value_type)
+
+    def set_knowledge_table(self, table_weights: torch.Tensor, label_of_disease: Sequence[int] | torch.Tensor,
+                            num_labels: Optional[int] = None,
+                            head_label_map: Optional[Sequence[int] | torch.Tensor] = None) -> None:
+        """Swap the knowledge table (zero-shot: rows for unseen diseases); weights are untouched."""
+        if table_weights.shape[-1] != self.attributes.num_values:
+            raise ValueError(f"table has {table_weights.shape[-1]} values, vocabulary {self.attributes.num_values}")
+        self.disease_head.set_knowledge_table(table_weights, label_of_disease, num_labels, head_label_map)
+
+    def _run_decoder(self, x: torch.Tensor):
+        feats = self.backbone(x)
+        pixel = feats.pixel_features
+        dec = self.transformer_decoder([feats.decoder_features[i] for i in self.level_indices], pixel)
+        return feats, pixel, dec
+
+    def _injected_attributes(self, attr_logits: torch.Tensor, targets: Optional[Sequence[Any]],
+                             indices: Optional[list[tuple[torch.Tensor, torch.Tensor]]]) -> torch.Tensor:
+        """(B, N, T, D): matched tokens get their lesion's attributes, the others the predicted ones."""
+        allowed = None
+        if targets and indices is not None:
+            allowed = torch.ones(attr_logits.shape, dtype=torch.bool, device=attr_logits.device)
+            for b, (tok, tgt) in enumerate(indices):
+                if tok.numel():
+                    tok, tgt = tok.to(allowed.device), tgt.to(allowed.device)
+                    allowed[b, tok] = targets[b].attribute_targets.to(allowed.device)[tgt].bool()
+        return self.attributes.select(attr_logits, soft=self.config.soft_attribute_injection, allowed=allowed)
+
+    def forward(self, x: torch.Tensor, targets: Optional[Sequence[Any]] = None,
+                matcher: Optional[Matcher] = None):
+        if not self.training:
+            return self.predict_details(x)["log_probs"]
+        feats, pixel, dec = self._run_decoder(x)
+        attr_logits = self.attributes.logits(dec.layers[-1].attr_embed)
+        indices = None
+        if targets is not None:
+            if matcher is None:
+                raise ValueError("training with targets needs the criterion's matcher (matcher=criterion.matcher)")
+            if len(targets) != x.shape[0]:
+                raise ValueError(f"{len(targets)} targets for a batch of {x.shape[0]}")
+            indices = matcher(dec.layers[-1], pixel, targets)
+        cmki = self.cmki(dec.tokens, self._injected_attributes(attr_logits, targets, indices))
+        return {
+            "seg": feats.seg,
+            "pixel_features": pixel,
+            "layers": dec.layers,
+            "cmki": cmki,
+            "indices": indices,
+            "logit_scale": self.attributes.logit_scale(),
+            "value_embeddings": self.attributes.value_embeddings,
+            "value_type": self.attributes.value_type,
+            "num_attribute_types": self.config.num_attribute_types,
+        }
+
+    def predict_details(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Everything inference reports: per-token masks, attributes, disease scores, label log-probs."""
+        feats, pixel, dec = self._run_decoder(x)
+        last = dec.layers[-1]
+        attr_logits = self.attributes.logits(last.attr_embed)
+        type_probs = self.attributes.type_probs(attr_logits)  # (B, N, T, V)
+        cmki: CMKIOutput = self.cmki(dec.tokens, self.attributes.select(
+            attr_logits, soft=self.config.soft_attribute_injection))
+        token_probs = ensemble_probs(cmki, pixel)  # (B, N, X, Y, Z)
+        objectness = torch.sigmoid(last.objectness.float())
+        p_disease = self.disease_head.disease_given_token(type_probs, self.attributes.value_type)
+        scores = objectness.unsqueeze(-1) * p_disease
+        seg = feats.seg[0] if isinstance(feats.seg, (list, tuple)) else feats.seg
+        log_probs = self.disease_head.label_log_probs(token_probs, scores, seg)
+        return {"log_probs": log_probs, "token_probs": token_probs, "objectness": objectness,
+                "attribute_probs": type_probs, "disease_given_token": p_disease, "disease_scores": scores,
+                "nnunet_logits": seg}
+
+
+def build_malenia_network(arch_class_name: str, arch_kwargs: dict, arch_kwargs_req_import: Sequence[str],
+                          input_channels: int, num_classes: int, config: MaleniaConfig, num_values: int,
+                          deep_supervision: bool = True) -> MaleniaNetwork:
+    """What `build_network_architecture` of the trainer needs: plans-derived backbone + config + V."""
+    from .backbone_adapter import build_nnunet_backbone
+
+    backbone = build_nnunet_backbone(arch_class_name, arch_kwargs, arch_kwargs_req_import, input_channels,
+                                     num_classes, deep_supervision)
+    return MaleniaNetwork(backbone, config, num_values)

@@ -1,0 +1,34 @@
+import os
+
+import pytest
+
+from conftest import run_malenia
+from nnunetv2_malenia.cli import COMMAND_MODULES
+
+SUBCOMMANDS = [name.replace("_", "-") for name in COMMAND_MODULES]
+
+
+def test_top_level_help_lists_every_subcommand():
+    result = run_malenia("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_each_subcommand_has_help(name):
+    result = run_malenia(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"usage: malenia {name}" in result.stdout
+
+
+def test_env_reports_paths_and_trainer_folder(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    env["nnUNet_raw"] = str(tmp_path)
+    result = run_malenia("env", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(None, 1) for line in result.stdout.splitlines() if line.startswith("nnUNet_"))
+    assert lines["nnUNet_raw"].strip() == str(tmp_path)
+    assert lines["nnUNet_results"].startswith("NOT SET")
+    assert "contains the trainer folder" in lines["nnUNet_extTrainer"]
+    assert "all-MiniLM-L6-v2" in result.stdout
