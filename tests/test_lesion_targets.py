@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+import torch
 
 from nnunetv2_malenia.knowledge import LesionAttributes, LesionRecord, load_knowledge_table
-from nnunetv2_malenia.training.lesion_targets import LesionAttributeLookup, build_patch_lesions, connected_lesions
+from nnunetv2_malenia.training.lesion_targets import LesionAttributeLookup, build_lesion_targets, connected_lesions
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +36,9 @@ def test_attributes_from_record_else_table_row(table):
     lookup = LesionAttributeLookup(vocab, table, {2: "kidney tumor", 3: "kidney cyst"}, lesions)
 
     with pytest.warns(UserWarning, match="no lesion attributes for case 'case_a' label 3"):
-        patch = build_patch_lesions(_segmentation(), "case_a", lookup, max_instances=8)
-    assert patch.labels.tolist() == [2, 3, 2]
-    assert patch.masks.shape == (3, 16, 16, 16) and patch.masks.sum().item() == 64 + 27 + 8
+        patch, labels = build_lesion_targets(_segmentation(), "case_a", lookup, max_instances=8)
+    assert labels == [2, 3, 2]
+    assert patch.masks.shape == (3, 16, 16, 16) and patch.masks.sum().item() == 64 + 27 + 8 and patch.masks.dtype == torch.bool
     from_record = patch.attribute_targets[0]
     assert from_record.sum().item() == 9  # one per single-valued type + two specific features
     assert from_record[vocab.value_index("specific_features", "cavitation")]
@@ -49,6 +50,7 @@ def test_attributes_from_record_else_table_row(table):
 
 def test_patch_without_lesions(table):
     lookup = LesionAttributeLookup(table.vocabulary, table, {2: "kidney tumor"})
-    patch = build_patch_lesions(np.ones((8, 8, 8), dtype=np.int16), "x", lookup, max_instances=4)
+    patch, labels = build_lesion_targets(np.ones((8, 8, 8), dtype=np.int16), "x", lookup, max_instances=4)
+    assert labels == []
     assert patch.masks.shape == (0, 8, 8, 8)
     assert patch.attribute_targets.shape == (0, len(table.vocabulary.phrases))

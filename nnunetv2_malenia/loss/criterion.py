@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
-from ..network.cmki import CMKIOutput, MaskQuery
+from ..network.cmki import CMKIOutput
 from ..network.transformer_decoder import DecoderLayerOutput
 from .contrastive import multi_positive_nce
 from .distributed import all_gather_padded, global_mean_count, world_size
@@ -69,7 +69,8 @@ def _touch(outputs: dict[str, Any]) -> torch.Tensor:
 
 
 class MaleniaCriterion(nn.Module):
-    """`criterion(outputs, targets)` -> dict with "loss" (backward this) and detached components."""
+    """`criterion(outputs, targets)` -> dict with "loss" (backward this) and detached components,
+    including `mask_layer{i}` (BCE + Dice of layer i: 0 = initial tokens, then one per block)."""
 
     def __init__(self, weights: LossWeights = LossWeights(), matcher: Optional[HungarianMatcher] = None,
                  gather_contrastive: bool = True):
@@ -107,8 +108,10 @@ class MaleniaCriterion(nn.Module):
         num_types = int(outputs["num_attribute_types"])
         for li, layer in enumerate(layers):
             logits = _matched_logits(layer.mask_embed, None, pixel, toks)
-            bce_sum = bce_sum + sigmoid_bce(logits, gt_masks).sum() / norm
-            dice_sum = dice_sum + soft_dice_loss(logits.float().sigmoid(), gt_masks).sum() / norm
+            layer_bce = sigmoid_bce(logits, gt_masks).sum() / norm
+            layer_dice = soft_dice_loss(logits.float().sigmoid(), gt_masks).sum() / norm
+            parts[f"mask_layer{li}"] = (layer_bce + layer_dice).detach()
+            bce_sum, dice_sum = bce_sum + layer_bce, dice_sum + layer_dice
             obj_sum = obj_sum + objectness_loss(layer.objectness, matched, w.no_object)
             if li == 0:
                 continue  # alignment at the transformer blocks only

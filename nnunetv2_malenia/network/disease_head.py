@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
-from torch import nn
 
 from .attribute_bank import type_one_hot
 from .buffers import ResizableBuffersMixin, as_index_tensor

@@ -1,5 +1,17 @@
 """Re-exports Malenia's trainer classes for nnU-Net's `nnUNet_extTrainer` lookup."""
 
-from nnunetv2_malenia.training.nnUNetTrainerMalenia import nnUNetTrainerMalenia
+from nnunetv2_malenia.training.nnUNetTrainerMalenia import (
+    nnUNetTrainerMalenia,
+    nnUNetTrainerMalenia_5epochs,
+    nnUNetTrainerMalenia_50epochs,
+    nnUNetTrainerMalenia_250epochs,
+    nnUNetTrainerMalenia_smoke,
+)
 
-__all__ = ["nnUNetTrainerMalenia"]
+__all__ = [
+    "nnUNetTrainerMalenia",
+    "nnUNetTrainerMalenia_5epochs",
+    "nnUNetTrainerMalenia_50epochs",
+    "nnUNetTrainerMalenia_250epochs",
+    "nnUNetTrainerMalenia_smoke",
+]

@@ -9,7 +9,6 @@ table row of the label's disease when a case has no record.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -17,16 +16,7 @@ import torch
 from scipy import ndimage
 
 from nnunetv2_malenia.knowledge import KnowledgeTable, LesionAttributes, Vocabulary
-
-
-@dataclass
-class PatchLesions:
-    """The lesions of one patch, ready for the matcher and the criterion."""
-
-    masks: torch.Tensor  # [n, X, Y, Z] float (0/1)
-    attribute_targets: torch.Tensor  # [n, V] bool multi-hot
-    labels: torch.Tensor  # [n] long: the dataset label of each lesion
-    diseases: list[str]
+from nnunetv2_malenia.loss.targets import LesionTargets
 
 
 def connected_lesions(segmentation: np.ndarray, lesion_labels: Sequence[int], max_instances: int) -> list[tuple[int, np.ndarray]]:
@@ -81,16 +71,15 @@ class LesionAttributeLookup:
         return self._fallback[label]
 
 
-def build_patch_lesions(segmentation: np.ndarray, case_id: str, lookup: LesionAttributeLookup, max_instances: int,
-                        device: torch.device | str = "cpu") -> PatchLesions:
-    """Targets for one patch (`segmentation` is [X, Y, Z] with dataset labels)."""
+def build_lesion_targets(segmentation: np.ndarray, case_id: str, lookup: LesionAttributeLookup, max_instances: int,
+                         device: torch.device | str = "cpu") -> tuple[LesionTargets, list[int]]:
+    """Targets for one patch (`segmentation` is [X, Y, Z] with dataset labels) and each lesion's label."""
     instances = connected_lesions(segmentation, sorted(lookup.disease_of_label), max_instances)
     n_values = len(lookup.vocabulary.phrases)
     if not instances:
-        return PatchLesions(torch.zeros((0, *segmentation.shape), device=device),
-                            torch.zeros((0, n_values), dtype=torch.bool, device=device),
-                            torch.zeros((0,), dtype=torch.long, device=device), [])
-    masks = torch.from_numpy(np.stack([m for _, m in instances])).to(device=device, dtype=torch.float32)
+        empty = LesionTargets(torch.zeros((0, *segmentation.shape), dtype=torch.bool, device=device),
+                              torch.zeros((0, n_values), dtype=torch.bool, device=device))
+        return empty, []
+    masks = torch.from_numpy(np.stack([m for _, m in instances])).to(device)
     attributes = torch.from_numpy(np.stack([lookup.vector(case_id, label) for label, _ in instances])).to(device)
-    labels = torch.tensor([label for label, _ in instances], dtype=torch.long, device=device)
-    return PatchLesions(masks, attributes, labels, [lookup.disease_of_label[label] for label, _ in instances])
+    return LesionTargets(masks, attributes), [label for label, _ in instances]

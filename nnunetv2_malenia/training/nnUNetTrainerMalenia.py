@@ -1,14 +1,282 @@
-"""nnUNetTrainerMalenia: nnU-Net's trainer with the Malenia head.
+"""nnUNetTrainerMalenia: nnU-Net's trainer with Malenia's lesion head.
 
-Foundation stage: the class exists so that nnU-Net's own commands can find it through
-`nnUNet_extTrainer` (see `nnunetv2_malenia.trainer_discovery`); the Malenia network, losses and
-targets are wired in by the training issue, overriding only the hooks they need.
+Everything nnU-Net does stays nnU-Net's: planning, data loading and augmentation, the loop, poly
+learning rate, AMP on CUDA, DDP, checkpoints, `--c`, final validation. This class overrides only:
+
+- `__init__`: resolves the dataset's lesion knowledge (which labels are lesions, their disease,
+  attributes, table, vocabulary) and embeds the vocabulary with the frozen text tower, once, from
+  the on-disk cache. It writes the head's configuration into the plans under "malenia", which
+  nnU-Net copies to the model folder, so `build_network_architecture` (static, called by the
+  predictor with the plans only) can rebuild the network.
+- `build_network_architecture`: the plans' backbone + the Malenia head.
+- `configure_optimizers`: the one hook between building the network and wrapping it in DDP, so the
+  vocabulary and table buffers are installed there; AdamW with nnU-Net's poly schedule.
+- `_build_loss`: nnU-Net's deep-supervised Dice+CE for its own head (organs, and lesions as a
+  prior) and `MaleniaCriterion` for the tokens.
+- `train_step` / `validation_step`: lesion targets per patch, both losses, a skipped step on a
+  non-finite loss; validation logs Dice from the eval output and attribute accuracy per type.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+import torch
+from torch import autocast
+from torch import distributed as dist
+from torch._dynamo import OptimizedModule
+
+from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.helpers import dummy_context
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+
+from nnunetv2_malenia.errors import MaleniaError
+from nnunetv2_malenia.loss import LossWeights, MaleniaCriterion
+from nnunetv2_malenia.network import MaleniaConfig, MaleniaNetwork, build_malenia_network
+from nnunetv2_malenia.training.dataset_knowledge import dataset_knowledge, raw_dataset_folder
+from nnunetv2_malenia.training.lesion_targets import LesionAttributeLookup, build_lesion_targets
+from nnunetv2_malenia.training.progress import MaleniaProgressLogger
+
+PLANS_KEY = "malenia"
+
+
+def unwrap(network: torch.nn.Module) -> MaleniaNetwork:
+    """The MaleniaNetwork inside DDP and/or torch.compile wrappers."""
+    module = network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
+    return module._orig_mod if isinstance(module, OptimizedModule) else module
 
 
 class nnUNetTrainerMalenia(nnUNetTrainer):
-    """nnU-Net's trainer; the Malenia hooks are overridden in the training issue."""
+    """Malenia on nnU-Net: `nnUNetv2_train DATASET 3d_fullres FOLD -tr nnUNetTrainerMalenia`."""
+
+    # Head configuration; variants override single fields (see MaleniaConfig for the meaning).
+    malenia_config: dict[str, Any] = {}
+    loss_weights = LossWeights()
+    text_tower = "default"
+    initial_lr_malenia = 3e-4  # AdamW; see docs/training.md for the comparison with nnU-Net's SGD
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        if self.label_manager.has_regions or self.label_manager.has_ignore_label:
+            raise MaleniaError("nnUNetTrainerMalenia needs plain integer labels: region-based training and the "
+                               "ignore label are not supported")
+        self.initial_lr = self.initial_lr_malenia
+        self.knowledge = dataset_knowledge(dataset_json, raw_dataset_folder(self.plans_manager.dataset_name))
+        self.vocabulary, self.table, self.attribute_lookup = self._build_attribute_space()
+        self.bank = self._embed_vocabulary()
+        config = MaleniaConfig(**{**self.malenia_config, "text_dim": self.bank.embeddings.shape[1],
+                                  "num_attribute_types": len(self.vocabulary.types),
+                                  "lesion_labels": tuple(self.knowledge.lesion_labels)})
+        self.plans_manager.plans[PLANS_KEY] = {
+            "config": config.to_dict(),
+            "num_values": len(self.vocabulary.phrases),
+            "vocabulary": self.vocabulary.to_dict(),
+            "knowledge_table": self.table.to_dict(),
+            "disease_of_label": {str(k): v for k, v in self.knowledge.disease_of_label.items()},
+            "text_tower": dict(self.bank.tower),
+        }
+        self.max_lesions = config.num_tokens
+        self.criterion: MaleniaCriterion | None = None
+        self.logger.local_logger = MaleniaProgressLogger.replacing(self.logger.local_logger, self.vocabulary.type_keys,
+                                                                   config.num_blocks + 1)
+
+    # ----- knowledge and text ------------------------------------------------------------------
+    def _build_attribute_space(self):
+        """(vocabulary, table restricted to the training diseases, lookup of lesion attributes)."""
+        knowledge = self.knowledge
+        table = knowledge.table
+        lookup = LesionAttributeLookup(table.vocabulary, table, knowledge.disease_of_label, knowledge.lesion_attributes)
+        return table.vocabulary, table, lookup
+
+    def _embed_vocabulary(self):
+        from nnunetv2_malenia.text import embed_vocabulary
+
+        bank = embed_vocabulary(self.vocabulary, self.text_tower, progress=self.local_rank == 0)
+        if tuple(bank.phrases) != tuple(self.vocabulary.phrases):
+            raise MaleniaError("the embedding bank's phrases are not the vocabulary's, in order; re-run `malenia embed`")
+        return bank
+
+    def _table_tensors(self) -> tuple[torch.Tensor, list[int]]:
+        labels = self.knowledge.lesion_labels
+        rows = [self.table.disease_names.index(self.knowledge.disease_of_label[label]) for label in labels]
+        return torch.from_numpy(self.table.weight_matrix()[rows]), labels
+
+    # ----- network -------------------------------------------------------------------------------
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> MaleniaNetwork:
+        spec = plans_manager.plans.get(PLANS_KEY)
+        if spec is None:
+            raise MaleniaError("plans.json has no 'malenia' section: this model was not trained with "
+                               "nnUNetTrainerMalenia (pass the trainer it was trained with to -tr)")
+        return build_malenia_network(configuration_manager.network_arch_class_name,
+                                     configuration_manager.network_arch_init_kwargs,
+                                     configuration_manager.network_arch_init_kwargs_req_import,
+                                     num_input_channels, num_output_channels,
+                                     MaleniaConfig.from_dict(spec["config"]), int(spec["num_values"]),
+                                     deep_supervision=enable_deep_supervision)
+
+    def configure_optimizers(self):
+        network = unwrap(self.network)
+        network.set_vocabulary(self.bank.embeddings.to(self.device),
+                               torch.tensor(self.vocabulary.value_type, device=self.device))
+        table, labels = self._table_tensors()
+        network.set_knowledge_table(table.to(self.device), labels, num_labels=self.label_manager.num_segmentation_heads)
+        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+
+    def _build_loss(self):
+        self.criterion = MaleniaCriterion(self.loss_weights)
+        return super()._build_loss()
+
+    # ----- steps ---------------------------------------------------------------------------------
+    def _lesion_targets(self, batch: dict) -> tuple[list, list[list[int]]]:
+        target = batch["target"][0] if isinstance(batch["target"], list) else batch["target"]
+        seg = target[:, 0].numpy() if isinstance(target, torch.Tensor) else np.asarray(target)[:, 0]
+        built = [build_lesion_targets(seg[b], key, self.attribute_lookup, self.max_lesions, self.device)
+                 for b, key in enumerate(batch["keys"])]
+        return [t for t, _ in built], [labels for _, labels in built]
+
+    def _all_finite(self, value: torch.Tensor) -> bool:
+        """Every rank must take the same decision, or DDP's gradient all-reduce hangs."""
+        finite = torch.isfinite(value.detach()).float().reshape(1)
+        if self.is_ddp:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite.item() > 0)
+
+    def train_step(self, batch: dict) -> dict:
+        targets, _ = self._lesion_targets(batch)
+        data = batch["data"].to(self.device, non_blocking=True)
+        seg = [t.to(self.device, non_blocking=True) for t in batch["target"]] if isinstance(batch["target"], list) \
+            else batch["target"].to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            out = self.network(data, targets=targets, matcher=self.criterion.matcher)
+            nnunet_loss = self.loss(out["seg"], seg)
+            parts = self.criterion(out, targets)
+            loss = nnunet_loss + parts["loss"]
+        if not self._all_finite(loss):
+            self.print_to_log_file(f"non-finite loss ({loss.item()}) in epoch {self.current_epoch}: step skipped "
+                                   f"(cases {list(batch['keys'])})")
+            return {"loss": np.nan}
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.optimizer.step()
+        logged = {k: float(v) for k, v in parts.items() if k != "loss"}
+        return {"loss": loss.detach().cpu().numpy(), "nnunet_loss": float(nnunet_loss.detach()), **logged}
+
+    def on_train_epoch_end(self, train_outputs: list[dict]):
+        finite = [o for o in train_outputs if np.isfinite(o["loss"])]
+        if len(finite) < len(train_outputs):
+            self.print_to_log_file(f"{len(train_outputs) - len(finite)} of {len(train_outputs)} training steps "
+                                   "skipped (non-finite loss)")
+        super().on_train_epoch_end([{"loss": o["loss"]} for o in finite] or [{"loss": np.nan}])
+        keys = sorted(k for k in (finite[0] if finite else {}) if k != "loss")
+        sums = self._sum_over_ranks(np.array([sum(o[k] for o in finite) for k in keys] + [len(finite)]))
+        means = {k: sums[i] / sums[-1] for i, k in enumerate(keys)} if sums[-1] else {}
+        self.logger.local_logger.log_components(means, self.current_epoch, prefix="train")
+
+    def _sum_over_ranks(self, values: np.ndarray) -> np.ndarray:
+        if not self.is_ddp:
+            return values.astype(np.float64)
+        tensor = torch.as_tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.cpu().numpy()
+
+    def validation_step(self, batch: dict) -> dict:
+        targets, _ = self._lesion_targets(batch)
+        target = batch["target"][0] if isinstance(batch["target"], list) else batch["target"]
+        target = target.to(self.device, non_blocking=True)
+        data = batch["data"].to(self.device, non_blocking=True)
+        with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            details = unwrap(self.network).predict_details(data)
+        log_probs = details["log_probs"]
+        loss = torch.nn.functional.nll_loss(log_probs, target[:, 0].long())
+        predicted = torch.zeros_like(log_probs).scatter_(1, log_probs.argmax(1, keepdim=True), 1)
+        tp, fp, fn, _ = get_tp_fp_fn_tn(predicted, target, axes=[0] + list(range(2, log_probs.ndim)))
+        correct, total = self._attribute_hits(details, targets)
+        return {"loss": loss.detach().cpu().numpy(), "tp_hard": tp.detach().cpu().numpy()[1:],
+                "fp_hard": fp.detach().cpu().numpy()[1:], "fn_hard": fn.detach().cpu().numpy()[1:],
+                "attribute_correct": correct, "attribute_total": total}
+
+    def _attribute_hits(self, details: dict, targets: list) -> tuple[np.ndarray, int]:
+        """Per type, how many lesions the best-overlapping token gives a correct value for."""
+        value_type = torch.tensor(self.vocabulary.value_type, device=self.device)
+        n_types = len(self.vocabulary.types)
+        correct = np.zeros(n_types)
+        total = 0
+        for b, target in enumerate(targets):
+            if target.num_lesions == 0:
+                continue
+            probs = details["token_probs"][b].flatten(1).float()  # (N, voxels)
+            masks = target.masks.flatten(1).float()  # (n, voxels)
+            dice = 2 * masks @ probs.T / (masks.sum(1, keepdim=True) + probs.sum(1)[None] + 1e-6)
+            tokens = dice.argmax(1)
+            predicted = details["attribute_probs"][b, tokens].argmax(-1)  # (n, T): value index per type
+            for t in range(n_types):
+                hit = target.attribute_targets.gather(1, predicted[:, t:t + 1]).squeeze(1)
+                correct[t] += float((hit & (value_type[predicted[:, t]] == t)).sum())
+            total += target.num_lesions
+        return correct, total
+
+    def on_validation_epoch_end(self, val_outputs: list[dict]):
+        super().on_validation_epoch_end(val_outputs)
+        sums = self._sum_over_ranks(np.append(np.sum([o["attribute_correct"] for o in val_outputs], 0),
+                                              sum(o["attribute_total"] for o in val_outputs)))
+        accuracy = {k: (sums[i] / sums[-1] if sums[-1] else float("nan"))
+                    for i, k in enumerate(self.vocabulary.type_keys)}
+        self.logger.local_logger.log_components(accuracy, self.current_epoch, prefix="val_accuracy")
+
+    def on_epoch_end(self):
+        accuracy = self.logger.local_logger.attribute_accuracy(self.current_epoch)
+        super().on_epoch_end()
+        if accuracy:
+            self.print_to_log_file("attribute accuracy (val patches): " +
+                                   ", ".join(f"{k} {v:.2f}" for k, v in accuracy.items()))
+
+
+class nnUNetTrainerMalenia_smoke(nnUNetTrainerMalenia):
+    """2 epochs x 5 iterations with a small head: proves the whole pipeline runs (CPU tests)."""
+
+    malenia_config = {"hidden_dim": 64, "num_tokens": 8, "num_heads": 4, "ffn_dim": 128, "fusion_layers": 1}
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 2
+        self.num_iterations_per_epoch = 5
+        self.num_val_iterations_per_epoch = 2
+        self.save_every = 1  # a checkpoint_latest.pth after every epoch but the last, for resume tests
+
+
+class nnUNetTrainerMalenia_5epochs(nnUNetTrainerMalenia):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 5
+
+
+class nnUNetTrainerMalenia_50epochs(nnUNetTrainerMalenia):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 50
+
+
+class nnUNetTrainerMalenia_250epochs(nnUNetTrainerMalenia):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 250
