@@ -109,3 +109,26 @@ def test_killed_training_resumes_with_c(dataset):
     assert final["current_epoch"] == 2  # the same 2 epochs in all, not 2 more
     assert len(final["logging"]["train_losses"]) == 2
     assert len(final["logging"]["train/contrastive"]) == 2  # Malenia's curves resume too
+
+
+def test_nameonly_ablation_aligns_each_lesion_to_its_disease_name(dataset, monkeypatch):
+    root, env = dataset
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(key, env.get(key, os.environ.get(key, "")))
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    trainer = get_trainer_from_args("903", "3d_fullres", 2, "nnUNetTrainerMalenia_nameonly", device=torch.device("cpu"))
+    assert trainer.vocabulary.type_keys == ("disease",)
+    assert trainer.vocabulary.phrases == trainer.table.disease_names
+    assert trainer.plans_manager.plans["malenia"]["config"]["num_attribute_types"] == 1
+    lookup = trainer.attribute_lookup
+    label = trainer.knowledge.lesion_labels[0]
+    assert [trainer.vocabulary.phrases[i] for i in lookup.vector("any case", label).nonzero()[0]] == \
+        [trainer.knowledge.disease_of_label[label]]
+    trainer.on_train_start()
+    try:
+        out = trainer.train_step(next(trainer.dataloader_train))
+    finally:
+        trainer.on_train_end()
+    assert np.isfinite(out["loss"]) and np.isfinite(out["contrastive"])

@@ -5,6 +5,7 @@ from nnunetv2_malenia.training.nnUNetTrainerMalenia import (
     nnUNetTrainerMalenia_5epochs,
     nnUNetTrainerMalenia_50epochs,
     nnUNetTrainerMalenia_250epochs,
+    nnUNetTrainerMalenia_nameonly,
     nnUNetTrainerMalenia_smoke,
 )
 
@@ -13,5 +14,6 @@ __all__ = [
     "nnUNetTrainerMalenia_5epochs",
     "nnUNetTrainerMalenia_50epochs",
     "nnUNetTrainerMalenia_250epochs",
+    "nnUNetTrainerMalenia_nameonly",
     "nnUNetTrainerMalenia_smoke",
 ]

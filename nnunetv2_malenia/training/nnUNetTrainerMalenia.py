@@ -34,6 +34,7 @@ from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 from nnunetv2_malenia.errors import MaleniaError
+from nnunetv2_malenia.knowledge import AttributeType, DiseaseRow, KnowledgeTable, Vocabulary
 from nnunetv2_malenia.loss import LossWeights, MaleniaCriterion
 from nnunetv2_malenia.network import MaleniaConfig, MaleniaNetwork, build_malenia_network
 from nnunetv2_malenia.training.dataset_knowledge import dataset_knowledge, raw_dataset_folder
@@ -259,6 +260,19 @@ class nnUNetTrainerMalenia_smoke(nnUNetTrainerMalenia):
         self.num_iterations_per_epoch = 5
         self.num_val_iterations_per_epoch = 2
         self.save_every = 1  # a checkpoint_latest.pth after every epoch but the last, for resume tests
+
+
+class nnUNetTrainerMalenia_nameonly(nnUNetTrainerMalenia):
+    """Ablation: each lesion is aligned to one phrase, its disease's name, instead of its 8 attributes
+    (the text conditioning of Universal Model / ZePT). Everything else is nnUNetTrainerMalenia's."""
+
+    def _build_attribute_space(self):
+        table = self.knowledge.table
+        names = Vocabulary(f"{table.vocabulary.name}:disease-names",
+                           (AttributeType("disease", "Disease", table.disease_names),))
+        name_table = KnowledgeTable(f"{table.name}:disease-names", names, tuple(
+            DiseaseRow(disease, "the disease name", {"disease": {disease: 1.0}}) for disease in table.disease_names))
+        return names, name_table, LesionAttributeLookup(names, name_table, self.knowledge.disease_of_label)
 
 
 class nnUNetTrainerMalenia_5epochs(nnUNetTrainerMalenia):
