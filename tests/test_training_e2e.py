@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -54,10 +55,16 @@ def _model_folder(root: Path) -> Path:
     return root / "results" / "Dataset903_Tiny" / f"{TRAINER}__nnUNetPlans__3d_fullres"
 
 
-def test_train_then_predict_with_stock_commands(dataset):
+@pytest.fixture(scope="module")
+def trained(dataset):
     root, env = dataset
     _run(["nnUNetv2_train", "903", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu"], _train_env(env))
-    fold = _model_folder(root) / "fold_0"
+    return _model_folder(root)
+
+
+def test_train_then_predict_with_stock_commands(dataset, trained):
+    root, env = dataset
+    fold = trained / "fold_0"
     assert (fold / "checkpoint_final.pth").is_file()
     assert (fold / "validation" / "summary.json").is_file()  # nnU-Net's final validation ran
     assert (fold / "progress.png").is_file() and (fold / "progress_malenia.png").is_file()
@@ -74,7 +81,7 @@ def test_train_then_predict_with_stock_commands(dataset):
     out = root / "predicted"
     _run(["nnUNetv2_predict", "-i", str(images), "-o", str(out), "-d", "903", "-c", "3d_fullres", "-tr", TRAINER,
           "-f", "0", "-device", "cpu", "-npp", "0", "-nps", "0"], env)
-    labels = {int(v) for v in __import__("json").loads((root / "raw" / "Dataset903_Tiny" / "dataset.json").read_text())["labels"].values()}
+    labels = set(json.loads((root / "raw" / "Dataset903_Tiny" / "dataset.json").read_text())["labels"].values())
     inputs = sorted(images.glob("*_0000.nii.gz"))
     assert len(inputs) == 2
     for image_file in inputs:
@@ -132,3 +139,93 @@ def test_nameonly_ablation_aligns_each_lesion_to_its_disease_name(dataset, monke
     finally:
         trainer.on_train_end()
     assert np.isfinite(out["loss"]) and np.isfinite(out["contrastive"])
+
+
+def _same_geometry(a: sitk.Image, b: sitk.Image) -> bool:
+    return (a.GetSize() == b.GetSize() and np.allclose(a.GetSpacing(), b.GetSpacing())
+            and np.allclose(a.GetOrigin(), b.GetOrigin()) and np.allclose(a.GetDirection(), b.GetDirection()))
+
+
+def test_zero_shot_predict_answers_with_every_table_row_and_resumes(dataset, trained, tmp_path):
+    root, env = dataset
+    raw = root / "raw" / "Dataset903_Tiny"
+    images = raw / "imagesTs"
+    out = tmp_path / "zero_shot"
+    args = ["predict", "-i", str(images), "-o", str(out), "-m", str(trained), "-f", "0", "--device", "cpu",
+            "--disable-tta", "-npp", "0", "-nps", "0"]
+    first = run_malenia(*args, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # the model's own table holds the unseen rows too: labels as the benchmark's test label list
+    test_labels = json.loads((raw / "dataset_test.json").read_text())["labels"]
+    assert json.loads((out / "dataset.json").read_text())["labels"] == test_labels
+    outputs = sorted(out.glob("*.nii.gz"))
+    assert len(outputs) == 2
+    for output in outputs:
+        image = sitk.ReadImage(str(images / output.name.replace(".nii.gz", "_0000.nii.gz")))
+        prediction = sitk.ReadImage(str(output))
+        assert _same_geometry(prediction, image)
+        assert set(np.unique(sitk.GetArrayFromImage(prediction)).tolist()) <= set(test_labels.values())
+
+    stamps = {p: p.stat().st_mtime_ns for p in outputs}
+    again = run_malenia(*args, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in outputs} == stamps  # existing outputs were skipped
+    forced = run_malenia(*args, "--overwrite", env=env)
+    assert forced.returncode == 0
+    assert any(p.stat().st_mtime_ns != stamps[p] for p in outputs)
+
+
+def _table_with_new_value(tmp_path: Path, tables_dir: Path) -> Path:
+    """The clinical table plus a disease whose Specific Features value is not in the vocabulary."""
+    import yaml
+
+    vocabulary = yaml.safe_load((tables_dir / "vocabulary.yaml").read_text())
+    for attr_type in vocabulary["attribute_types"]:
+        if attr_type["key"] == "specific_features":
+            attr_type["values"].append({"phrase": "fat-containing areas"})
+    (tmp_path / "vocabulary.yaml").write_text(yaml.safe_dump(vocabulary, sort_keys=False))
+    table = yaml.safe_load((tables_dir / "clinical_knowledge_table.yaml").read_text())
+    row = json.loads(json.dumps(next(r for r in table["diseases"] if r["name"] == "kidney cyst")))
+    row.update(name="renal angiomyolipoma", source="test row")
+    row["attributes"]["specific_features"] = {"fat-containing areas": 1.0}
+    table["diseases"].append(row)
+    path = tmp_path / "table.yaml"
+    path.write_text(yaml.safe_dump(table, sort_keys=False))
+    return path
+
+
+def test_table_swap_with_a_new_value_embeds_it_or_names_the_missing_tower(dataset, trained, tmp_path):
+    from conftest import TABLES
+
+    root, env = dataset
+    table = _table_with_new_value(tmp_path, TABLES)
+    images = root / "raw" / "Dataset903_Tiny" / "imagesTs"
+    base = ["predict", "-i", str(images), "-m", str(trained), "-f", "0", "--device", "cpu", "--disable-tta",
+            "-npp", "0", "-nps", "0", "--table", str(table)]
+
+    missing = tmp_path / "no_such_weights.safetensors"
+    refused = run_malenia(*base, "-o", str(tmp_path / "refused"), "--tower", f"ViT-B-16:{missing}", env=env)
+    assert refused.returncode == 2
+    message = refused.stderr.strip().splitlines()[-1]
+    assert message.startswith("malenia predict: error: the table has values the model never embedded "
+                              "('fat-containing areas') and its text tower is not available")
+    assert str(missing) in message
+    assert not list((tmp_path / "refused").glob("*.nii.gz"))
+
+    out = tmp_path / "swapped"
+    swapped = run_malenia(*base, "-o", str(out), env=env)
+    assert swapped.returncode == 0, swapped.stderr[-3000:]
+    labels = json.loads((out / "dataset.json").read_text())["labels"]
+    assert "renal angiomyolipoma" in labels and "hepatic vessel tumor" in labels
+    assert labels["kidney cyst"] == json.loads((root / "raw" / "Dataset903_Tiny" / "dataset.json").read_text())["labels"]["kidney cyst"]
+
+
+def test_predict_rejects_a_folder_that_is_not_a_malenia_model(dataset, tmp_path):
+    root, env = dataset
+    images = root / "raw" / "Dataset903_Tiny" / "imagesTs"
+    result = run_malenia("predict", "-i", str(images), "-o", str(tmp_path / "out"), "-m", str(tmp_path), "-f", "0",
+                         "--device", "cpu", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"malenia predict: error: {tmp_path}: not an nnU-Net model folder (no plans.json/dataset.json)")
+    assert not (tmp_path / "out").exists()

@@ -15,10 +15,11 @@ import numpy as np
 
 from nnunetv2_malenia.errors import TableError
 from nnunetv2_malenia.knowledge.builtin import DEFAULT_KNOWLEDGE_TABLE, resolve_table
-from nnunetv2_malenia.knowledge.vocabulary import Vocabulary, load_vocabulary
+from nnunetv2_malenia.knowledge.vocabulary import AttributeType, Vocabulary, load_vocabulary
 from nnunetv2_malenia.knowledge.yaml_io import check_known_keys, read_yaml_document, require
 
 KNOWLEDGE_TABLE_KIND = "knowledge_table"
+DISEASE_NAME_TYPE = "disease"
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,15 @@ class KnowledgeTable:
                 for d in self.diseases
             ],
         }
+
+
+def disease_name_table(table: KnowledgeTable) -> KnowledgeTable:
+    """The table as a name-only ablation sees it: one attribute type, "disease", whose values are the
+    disease names (each row: its own name). Text conditioning of Universal Model / ZePT."""
+    names = Vocabulary(f"{table.vocabulary.name}:disease-names",
+                       (AttributeType(DISEASE_NAME_TYPE, "Disease", table.disease_names),))
+    rows = tuple(DiseaseRow(d, "the disease name", {DISEASE_NAME_TYPE: {d: 1.0}}) for d in table.disease_names)
+    return KnowledgeTable(f"{table.name}:disease-names", names, rows, table.source)
 
 
 def knowledge_table_from_dict(data: dict, vocabulary: Vocabulary, source: str | Path = "<memory>") -> KnowledgeTable:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Sequence
 
 from nnunetv2_malenia.errors import TableError
 from nnunetv2_malenia.knowledge.builtin import DEFAULT_VOCABULARY, resolve_table
@@ -118,8 +119,12 @@ class Vocabulary:
         return {"workbook_codes": codes} if codes else {}
 
 
-def vocabulary_from_dict(data: dict, source: str | Path = "<memory>") -> Vocabulary:
-    """Validate a parsed vocabulary document; errors name the file, type and field."""
+def vocabulary_from_dict(data: dict, source: str | Path = "<memory>",
+                         type_keys: Sequence[str] = ATTRIBUTE_TYPE_KEYS) -> Vocabulary:
+    """Validate a parsed vocabulary document; errors name the file, type and field.
+
+    `type_keys` are the types it must hold, in order: the 8 attribute types, except for a model's
+    stored name-only vocabulary (one type, "disease")."""
     file = Path(source) if not isinstance(source, Path) else source
     check_known_keys(data, {"kind", "schema_version", "name", "description", "attribute_types"}, file)
     name = require(data, "name", str, file)
@@ -131,8 +136,8 @@ def vocabulary_from_dict(data: dict, source: str | Path = "<memory>") -> Vocabul
         key = require(raw, "key", str, file, row=f"attribute type {row}")
         row = f"attribute type {key}"
         check_known_keys(raw, {"key", "name", "values", "multi_valued", "none_value"}, file, row=row)
-        if key not in ATTRIBUTE_TYPE_KEYS:
-            raise TableError(file, f"unknown attribute type {key!r}; the 8 types are {', '.join(ATTRIBUTE_TYPE_KEYS)}",
+        if key not in type_keys:
+            raise TableError(file, f"unknown attribute type {key!r}; the types are {', '.join(type_keys)}",
                              row=row, field="key")
         if key in seen_keys:
             raise TableError(file, f"attribute type {key!r} is defined twice", row=row, field="key")
@@ -143,10 +148,10 @@ def vocabulary_from_dict(data: dict, source: str | Path = "<memory>") -> Vocabul
         if none_value is not None and none_value not in values:
             raise TableError(file, f"none_value {none_value!r} is not one of this type's values", row=row, field="none_value")
         types.append(AttributeType(key, require(raw, "name", str, file, row=row), tuple(values), multi, none_value, codes))
-    missing = [k for k in ATTRIBUTE_TYPE_KEYS if k not in seen_keys]
+    missing = [k for k in type_keys if k not in seen_keys]
     if missing:
         raise TableError(file, f"attribute type(s) missing: {', '.join(missing)}", field="attribute_types")
-    order = {k: i for i, k in enumerate(ATTRIBUTE_TYPE_KEYS)}
+    order = {k: i for i, k in enumerate(type_keys)}
     types.sort(key=lambda t: order[t.key])
     return Vocabulary(name, tuple(types), str(source))
 

@@ -34,7 +34,7 @@ from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 from nnunetv2_malenia.errors import MaleniaError
-from nnunetv2_malenia.knowledge import AttributeType, DiseaseRow, KnowledgeTable, Vocabulary
+from nnunetv2_malenia.knowledge.knowledge_table import disease_name_table
 from nnunetv2_malenia.loss import LossWeights, MaleniaCriterion
 from nnunetv2_malenia.network import MaleniaConfig, MaleniaNetwork, build_malenia_network
 from nnunetv2_malenia.training.dataset_knowledge import dataset_knowledge, raw_dataset_folder
@@ -79,6 +79,7 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
             "knowledge_table": self.table.to_dict(),
             "disease_of_label": {str(k): v for k, v in self.knowledge.disease_of_label.items()},
             "text_tower": dict(self.bank.tower),
+            "text_tower_spec": str(self.text_tower),
         }
         self.max_lesions = config.num_tokens
         self.criterion: MaleniaCriterion | None = None
@@ -267,12 +268,8 @@ class nnUNetTrainerMalenia_nameonly(nnUNetTrainerMalenia):
     (the text conditioning of Universal Model / ZePT). Everything else is nnUNetTrainerMalenia's."""
 
     def _build_attribute_space(self):
-        table = self.knowledge.table
-        names = Vocabulary(f"{table.vocabulary.name}:disease-names",
-                           (AttributeType("disease", "Disease", table.disease_names),))
-        name_table = KnowledgeTable(f"{table.name}:disease-names", names, tuple(
-            DiseaseRow(disease, "the disease name", {"disease": {disease: 1.0}}) for disease in table.disease_names))
-        return names, name_table, LesionAttributeLookup(names, name_table, self.knowledge.disease_of_label)
+        names = disease_name_table(self.knowledge.table)
+        return names.vocabulary, names, LesionAttributeLookup(names.vocabulary, names, self.knowledge.disease_of_label)
 
 
 class nnUNetTrainerMalenia_5epochs(nnUNetTrainerMalenia):

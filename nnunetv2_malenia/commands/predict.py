@@ -1,0 +1,69 @@
+"""`malenia predict`: segment new CT with a trained model and a (possibly new) knowledge table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nnunetv2_malenia.errors import MaleniaError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="zero-shot prediction: segment lesion types from knowledge-table rows",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Predict a folder of CT images (nnU-Net naming: CASE_0000.nii.gz) with a model trained by "
+        "nnUNetTrainerMalenia, answering with the rows of a knowledge table: by default the table stored in the "
+        "model (every row, including diseases kept out of training), or --table, whose rows may be diseases the "
+        "model never saw. nnU-Net's predictor does the sliding window, mirroring, fold ensembling and "
+        "resampling to the input geometry. OUT gets one label map per case and dataset.json with the output "
+        "labels (organs keep their values, trained diseases keep their labels, new diseases follow). Existing "
+        "outputs are skipped unless --overwrite, so an interrupted run resumes.",
+        epilog="example:\n  malenia predict -i $nnUNet_raw/Dataset901_MaleniaSynth/imagesTs -o pred \\\n"
+        "      -m $nnUNet_results/Dataset901_MaleniaSynth/nnUNetTrainerMalenia__nnUNetPlans__3d_fullres -f 0 --device cpu")
+    parser.add_argument("-i", "--input", type=Path, required=True, help="folder of images (CASE_0000.nii.gz)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="folder for label maps and dataset.json")
+    parser.add_argument("-m", "--model", type=Path, required=True, help="model folder written by nnUNetv2_train")
+    parser.add_argument("-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: all present)")
+    parser.add_argument("--table", default=None,
+                        help="knowledge table (path or shipped name); default: the table stored in the model")
+    parser.add_argument("--tower", default=None,
+                        help="text tower spec for table values the model never embedded (default: the model's)")
+    parser.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file name (default: %(default)s)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
+    parser.add_argument("--overwrite", action="store_true", help="predict cases whose output exists")
+    parser.add_argument("--disable-tta", action="store_true", help="no mirroring (faster, slightly worse)")
+    parser.add_argument("-npp", type=int, default=1,
+                        help="preprocessing processes (default: %(default)s; -npp 0 -nps 0: no worker processes)")
+    parser.add_argument("-nps", type=int, default=1, help="export processes (default: %(default)s)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from nnunetv2_malenia.inference.zero_shot_predictor import ZeroShotPredictor
+    from nnunetv2_malenia.knowledge import load_knowledge_table
+
+    if not args.input.is_dir() or not any(args.input.glob("*_0000.*")):
+        raise MaleniaError(f"{args.input}: no images named CASE_0000.<ext> (nnU-Net's naming) in this folder")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    predictor = ZeroShotPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=not args.disable_tta,
+                                  perform_everything_on_device=device.type == "cuda", device=device,
+                                  verbose=False, verbose_preprocessing=False, allow_tqdm=True)
+    folds = [f if f == "all" else int(f) for f in args.folds] if args.folds else None
+    predictor.initialize_from_trained_model_folder(str(args.model), folds, args.checkpoint)
+    table = load_knowledge_table(args.table) if args.table else predictor.model.table
+    labels = predictor.install_table(table, args.tower)
+    print(f"table {table.name}: {len(table.diseases)} diseases -> labels " +
+          ", ".join(f"{name} {value}" for name, value in labels.items() if value > 0))
+    args.output.mkdir(parents=True, exist_ok=True)
+    if args.npp == 0 and args.nps == 0:  # as nnUNetv2_predict: no worker processes at all
+        predictor.predict_from_files_sequential(str(args.input), str(args.output), save_probabilities=False,
+                                                overwrite=args.overwrite)
+    else:
+        predictor.predict_from_files(str(args.input), str(args.output), save_probabilities=False,
+                                     overwrite=args.overwrite, num_processes_preprocessing=max(args.npp, 1),
+                                     num_processes_segmentation_export=max(args.nps, 1))
+    print(f"predictions and dataset.json (output labels) in {args.output}")
+    return 0

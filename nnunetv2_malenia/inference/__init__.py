@@ -1,0 +1,1 @@
+"""Inference: zero-shot prediction with a swapped knowledge table."""

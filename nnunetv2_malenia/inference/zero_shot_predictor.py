@@ -1,0 +1,168 @@
+"""Zero-shot prediction: nnU-Net's predictor with a Clinical Knowledge Table swapped in.
+
+The trained network scores every token against the rows of whatever table it holds; swapping the
+table (new rows, e.g. diseases never trained on) changes the output labels and nothing else. The
+sliding window, mirroring, fold ensembling and resampling back to the input geometry stay
+nnU-Net's. Output labels: background and the dataset's non-lesion labels keep their values, a
+disease that was a training label keeps its label, every other disease takes the next free label
+in table order (so the synthetic benchmark's `dataset_test.json` numbering is reproduced).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+from nnunetv2_malenia.errors import MaleniaError
+from nnunetv2_malenia.knowledge import KnowledgeTable, Vocabulary
+from nnunetv2_malenia.knowledge.knowledge_table import DISEASE_NAME_TYPE, disease_name_table, knowledge_table_from_dict
+from nnunetv2_malenia.knowledge.vocabulary import AttributeType, vocabulary_from_dict
+
+PLANS_KEY = "malenia"
+
+
+@dataclass
+class ModelKnowledge:
+    """What a trained model folder says about its text side (plans.json's "malenia" section)."""
+
+    vocabulary: Vocabulary
+    table: KnowledgeTable
+    disease_of_label: dict[int, str]
+    tower_identity: dict
+    tower_spec: str
+
+    @property
+    def name_only(self) -> bool:
+        return self.vocabulary.type_keys == (DISEASE_NAME_TYPE,)
+
+    @classmethod
+    def from_plans(cls, plans: dict, source: str) -> "ModelKnowledge":
+        spec = plans.get(PLANS_KEY)
+        if spec is None:
+            raise MaleniaError(f"{source}: plans.json has no 'malenia' section; this is not a model trained with "
+                               "nnUNetTrainerMalenia (use nnUNetv2_predict for other trainers)")
+        keys = [t["key"] for t in spec["vocabulary"]["attribute_types"]]
+        vocabulary = vocabulary_from_dict(spec["vocabulary"], source, type_keys=keys)
+        table = knowledge_table_from_dict(spec["knowledge_table"], vocabulary, source)
+        return cls(vocabulary, table, {int(k): v for k, v in spec["disease_of_label"].items()},
+                   spec["text_tower"], spec.get("text_tower_spec", "default"))
+
+
+def output_labels(training_labels: dict[str, int], disease_of_label: dict[int, str],
+                  diseases: tuple[str, ...]) -> tuple[dict[str, int], list[int], list[int]]:
+    """(label name -> value, output label of each disease, nnU-Net head channel -> output label or -1)."""
+    by_value = {int(v): name for name, v in training_labels.items()}
+    label_of_trained_disease = {disease: label for label, disease in disease_of_label.items()}
+    labels = {name: value for value, name in sorted(by_value.items()) if value not in disease_of_label}
+    next_free = max(by_value) + 1
+    label_of_disease = []
+    for disease in diseases:
+        if disease in label_of_trained_disease:
+            label = label_of_trained_disease[disease]
+        else:
+            label, next_free = next_free, next_free + 1
+        label_of_disease.append(label)
+        if disease in labels and labels[disease] != label:
+            raise MaleniaError(f"table disease {disease!r} has the name of a non-lesion label of the model; rename the row")
+        labels[disease] = label
+    for label, disease in disease_of_label.items():  # trained diseases the table leaves out keep their channel
+        if disease not in diseases:
+            labels[f"{disease} (not in table)"] = label
+    head_label_map = [-1 if value in disease_of_label else value for value in range(max(by_value) + 1)]
+    return dict(sorted(labels.items(), key=lambda item: item[1])), label_of_disease, head_label_map
+
+
+def table_in_model_space(table: KnowledgeTable, model: ModelKnowledge) -> KnowledgeTable:
+    """The table as the model reads it: a name-only model sees only the disease names."""
+    if model.name_only:
+        return disease_name_table(table)
+    if table.vocabulary.type_keys != model.vocabulary.type_keys:
+        raise MaleniaError(f"{table.source}: its attribute types {table.vocabulary.type_keys} are not the model's "
+                           f"{model.vocabulary.type_keys}")
+    return table
+
+
+def merged_vocabulary(model: Vocabulary, table: Vocabulary) -> tuple[Vocabulary, list[str]]:
+    """The model's vocabulary plus the table's values it lacks (appended per type), and those new phrases."""
+    types, new = [], []
+    for model_type in model.types:
+        extra = [v for v in table.type(model_type.key).values if v not in model_type.values]
+        new += extra
+        types.append(AttributeType(model_type.key, model_type.name, model_type.values + tuple(extra),
+                                   model_type.multi_valued, model_type.none_value))
+    return Vocabulary(model.name if not new else f"{model.name}+{table.name}", tuple(types)), new
+
+
+class ZeroShotPredictor(nnUNetPredictor):
+    """nnUNetPredictor whose Malenia network answers with the rows of a chosen knowledge table."""
+
+    model: ModelKnowledge
+
+    def initialize_from_trained_model_folder(self, model_training_output_dir: str, use_folds,
+                                             checkpoint_name: str = "checkpoint_final.pth") -> None:
+        folder = Path(model_training_output_dir)
+        if not (folder / "plans.json").is_file() or not (folder / "dataset.json").is_file():
+            raise MaleniaError(f"{folder}: not an nnU-Net model folder (no plans.json/dataset.json); pass the "
+                               "folder nnUNetv2_train wrote, e.g. $nnUNet_results/Dataset901_X/nnUNetTrainerMalenia__nnUNetPlans__3d_fullres")
+        for fold in use_folds or []:
+            if not (folder / f"fold_{fold}" / checkpoint_name).is_file():
+                raise MaleniaError(f"{folder / f'fold_{fold}' / checkpoint_name}: no such checkpoint; "
+                                   "train that fold or choose folds with -f")
+        import json
+
+        self.model = ModelKnowledge.from_plans(json.loads((folder / "plans.json").read_text()), str(folder / "plans.json"))
+        super().initialize_from_trained_model_folder(str(folder), use_folds, checkpoint_name)
+        self._training_labels = dict(self.dataset_json["labels"])
+
+    def install_table(self, table: KnowledgeTable, tower_spec: str | None = None) -> dict[str, int]:
+        """Make every fold's network answer with `table`; returns the output label list."""
+        table = table_in_model_space(table, self.model)
+        network = self.network._orig_mod if hasattr(self.network, "_orig_mod") else self.network
+        vocabulary, new_phrases = merged_vocabulary(self.model.vocabulary, table.vocabulary)
+        if new_phrases:
+            embeddings = self._embeddings(vocabulary, new_phrases, network, tower_spec)
+            network.set_vocabulary(embeddings, torch.tensor(vocabulary.value_type))
+        table = KnowledgeTable(table.name, vocabulary, table.diseases, table.source)
+        labels, label_of_disease, head_map = output_labels(self._training_labels, self.model.disease_of_label,
+                                                           table.disease_names)
+        network.set_knowledge_table(torch.from_numpy(table.weight_matrix()), label_of_disease,
+                                    num_labels=max(labels.values()) + 1, head_label_map=head_map)
+        swapped = {f"attributes.{k}": v for k, v in network.attributes.state_dict().items() if k in ("value_embeddings", "value_type")}
+        swapped |= {f"disease_head.{k}": v for k, v in network.disease_head.state_dict().items()}
+        for params in self.list_of_parameters:  # nnU-Net reloads each fold's state dict before predicting
+            params.update({k: v.clone() for k, v in swapped.items()})
+        self.dataset_json = {**self.dataset_json, "labels": labels}
+        self.label_manager = self.plans_manager.get_label_manager(self.dataset_json)
+        self.table = table
+        return labels
+
+    def _embeddings(self, vocabulary: Vocabulary, new_phrases: list[str], network, tower_spec: str | None) -> torch.Tensor:
+        """The model's stored embeddings for known phrases, the text tower's for new ones."""
+        from nnunetv2_malenia.text import embed_phrases, tower_identity
+
+        spec = tower_spec or self.model.tower_spec
+        try:
+            identity = tower_identity(spec)
+        except MaleniaError as e:
+            raise MaleniaError(f"the table has values the model never embedded ({', '.join(map(repr, new_phrases[:3]))}"
+                               f"{', ...' if len(new_phrases) > 3 else ''}) and its text tower is not available: {e}") from None
+        expected = self.model.tower_identity
+        if identity.get("weights_sha256") != expected.get("weights_sha256") or identity.get("embed_dim") != expected.get("embed_dim"):
+            raise MaleniaError(f"the table has values the model never embedded ({', '.join(map(repr, new_phrases[:3]))}); "
+                               f"embedding them needs the model's text tower {expected.get('name')} (sha256 "
+                               f"{str(expected.get('weights_sha256'))[:12]}...), but --tower {spec} is "
+                               f"{identity.get('name')} (sha256 {str(identity.get('weights_sha256'))[:12]}...)")
+        fresh, _, _ = embed_phrases(new_phrases, spec, None, False)
+        fresh_of = dict(zip(new_phrases, fresh.float()))
+        stored = network.attributes.value_embeddings.detach().cpu()
+        rows = []
+        for attr_type in vocabulary.types:
+            for phrase in attr_type.values:
+                if self.model.vocabulary.has_value(attr_type.key, phrase):
+                    rows.append(stored[self.model.vocabulary.value_index(attr_type.key, phrase)])
+                else:
+                    rows.append(fresh_of[phrase])
+        return torch.stack(rows)
