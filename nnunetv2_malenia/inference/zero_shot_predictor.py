@@ -10,6 +10,7 @@ in table order (so the synthetic benchmark's `dataset_test.json` numbering is re
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,7 @@ from nnunetv2_malenia.errors import MaleniaError
 from nnunetv2_malenia.knowledge import KnowledgeTable, Vocabulary
 from nnunetv2_malenia.knowledge.knowledge_table import DISEASE_NAME_TYPE, disease_name_table, knowledge_table_from_dict
 from nnunetv2_malenia.knowledge.vocabulary import AttributeType, vocabulary_from_dict
-
-PLANS_KEY = "malenia"
+from nnunetv2_malenia.network.config import PLANS_KEY
 
 
 @dataclass
@@ -111,8 +111,6 @@ class ZeroShotPredictor(nnUNetPredictor):
             if not (folder / f"fold_{fold}" / checkpoint_name).is_file():
                 raise MaleniaError(f"{folder / f'fold_{fold}' / checkpoint_name}: no such checkpoint; "
                                    "train that fold or choose folds with -f")
-        import json
-
         self.model = ModelKnowledge.from_plans(json.loads((folder / "plans.json").read_text()), str(folder / "plans.json"))
         super().initialize_from_trained_model_folder(str(folder), use_folds, checkpoint_name)
         self._training_labels = dict(self.dataset_json["labels"])

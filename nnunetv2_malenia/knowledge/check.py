@@ -10,9 +10,6 @@ from nnunetv2_malenia.knowledge.lesion_attributes import load_lesion_attributes
 from nnunetv2_malenia.knowledge.vocabulary import VOCABULARY_KIND, Vocabulary, load_vocabulary
 from nnunetv2_malenia.knowledge.yaml_io import read_yaml_document
 
-# kinds of YAML file that may sit in attribute_tables/ besides the two table kinds, each with its validator
-EXTRA_KINDS: dict[str, object] = {}
-
 
 def check_table_file(path: str | Path, vocabulary: Vocabulary | None = None) -> str:
     """Validate one file; return a one-line summary, or raise TableError naming file, row and field."""
@@ -30,8 +27,5 @@ def check_table_file(path: str | Path, vocabulary: Vocabulary | None = None) -> 
     if kind == KNOWLEDGE_TABLE_KIND:
         table = load_knowledge_table(path)
         return f"{path}: knowledge table {table.name!r}, {len(table.diseases)} diseases"
-    if kind in EXTRA_KINDS:
-        return EXTRA_KINDS[kind](path)  # type: ignore[operator]
-    known = ", ".join([VOCABULARY_KIND, KNOWLEDGE_TABLE_KIND, *EXTRA_KINDS])
-    raise TableError(path, f"unknown kind {kind!r}; expected one of: {known}", field="kind")
+    raise TableError(path, f"unknown kind {kind!r}; expected {VOCABULARY_KIND} or {KNOWLEDGE_TABLE_KIND}", field="kind")
 

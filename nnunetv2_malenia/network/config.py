@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+# The section of an nnU-Net plans file (and so of a model folder's plans.json) holding the head's
+# configuration, vocabulary, knowledge table and text tower identity.
+PLANS_KEY = "malenia"
+
 
 @dataclass(frozen=True)
 class MaleniaConfig:

@@ -37,11 +37,10 @@ from nnunetv2_malenia.errors import MaleniaError
 from nnunetv2_malenia.knowledge.knowledge_table import disease_name_table
 from nnunetv2_malenia.loss import LossWeights, MaleniaCriterion
 from nnunetv2_malenia.network import MaleniaConfig, MaleniaNetwork, build_malenia_network
+from nnunetv2_malenia.network.config import PLANS_KEY
 from nnunetv2_malenia.training.dataset_knowledge import dataset_knowledge, raw_dataset_folder
 from nnunetv2_malenia.training.lesion_targets import LesionAttributeLookup, build_lesion_targets
 from nnunetv2_malenia.training.progress import MaleniaProgressLogger
-
-PLANS_KEY = "malenia"
 
 
 def unwrap(network: torch.nn.Module) -> MaleniaNetwork:
