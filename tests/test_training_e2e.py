@@ -152,7 +152,7 @@ def test_zero_shot_predict_answers_with_every_table_row_and_resumes(dataset, tra
     images = raw / "imagesTs"
     out = tmp_path / "zero_shot"
     args = ["predict", "-i", str(images), "-o", str(out), "-m", str(trained), "-f", "0", "--device", "cpu",
-            "--disable-tta", "-npp", "0", "-nps", "0"]
+            "--disable-tta"]
     first = run_malenia(*args, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     # the model's own table holds the unseen rows too: labels as the benchmark's test label list
@@ -165,7 +165,14 @@ def test_zero_shot_predict_answers_with_every_table_row_and_resumes(dataset, tra
         prediction = sitk.ReadImage(str(output))
         assert _same_geometry(prediction, image)
         assert set(np.unique(sitk.GetArrayFromImage(prediction)).tolist()) <= set(test_labels.values())
+        report = json.loads((out / output.name.replace(".nii.gz", ".lesions.json")).read_text())
+        name_of = {value: name for name, value in test_labels.items()}
+        for lesion in report["lesions"]:
+            assert lesion["disease"] == name_of[lesion["label"]]
+            assert len(lesion["row_scores"]) == 13 and len(lesion["attributes"]) == 8
+            assert lesion["volume_ml"] > 0 and len(lesion["centroid_mm"]) == 3
 
+    outputs += sorted(out.glob("*.lesions.json"))
     stamps = {p: p.stat().st_mtime_ns for p in outputs}
     again = run_malenia(*args, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -201,7 +208,7 @@ def test_table_swap_with_a_new_value_embeds_it_or_names_the_missing_tower(datase
     table = _table_with_new_value(tmp_path, TABLES)
     images = root / "raw" / "Dataset903_Tiny" / "imagesTs"
     base = ["predict", "-i", str(images), "-m", str(trained), "-f", "0", "--device", "cpu", "--disable-tta",
-            "-npp", "0", "-nps", "0", "--table", str(table)]
+            "--table", str(table)]
 
     missing = tmp_path / "no_such_weights.safetensors"
     refused = run_malenia(*base, "-o", str(tmp_path / "refused"), "--tower", f"ViT-B-16:{missing}", env=env)

@@ -16,9 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "nnUNetTrainerMalenia, answering with the rows of a knowledge table: by default the table stored in the "
         "model (every row, including diseases kept out of training), or --table, whose rows may be diseases the "
         "model never saw. nnU-Net's predictor does the sliding window, mirroring, fold ensembling and "
-        "resampling to the input geometry. OUT gets one label map per case and dataset.json with the output "
-        "labels (organs keep their values, trained diseases keep their labels, new diseases follow). Existing "
-        "outputs are skipped unless --overwrite, so an interrupted run resumes.",
+        "resampling to the input geometry. OUT gets, per case, a label map and CASE.lesions.json (per lesion: "
+        "disease, the score of every table row, the predicted value of each attribute with its similarity, "
+        "volume in ml, centroid in world mm), and dataset.json with the output labels (organs keep their "
+        "values, trained diseases keep their labels, new diseases follow). Cases already done are skipped "
+        "unless --overwrite, so an interrupted run resumes.",
         epilog="example:\n  malenia predict -i $nnUNet_raw/Dataset901_MaleniaSynth/imagesTs -o pred \\\n"
         "      -m $nnUNet_results/Dataset901_MaleniaSynth/nnUNetTrainerMalenia__nnUNetPlans__3d_fullres -f 0 --device cpu")
     parser.add_argument("-i", "--input", type=Path, required=True, help="folder of images (CASE_0000.nii.gz)")
@@ -33,9 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument("--overwrite", action="store_true", help="predict cases whose output exists")
     parser.add_argument("--disable-tta", action="store_true", help="no mirroring (faster, slightly worse)")
-    parser.add_argument("-npp", type=int, default=1,
-                        help="preprocessing processes (default: %(default)s; -npp 0 -nps 0: no worker processes)")
-    parser.add_argument("-nps", type=int, default=1, help="export processes (default: %(default)s)")
     parser.set_defaults(func=run)
 
 
@@ -57,13 +56,6 @@ def run(args: argparse.Namespace) -> int:
     labels = predictor.install_table(table, args.tower)
     print(f"table {table.name}: {len(table.diseases)} diseases -> labels " +
           ", ".join(f"{name} {value}" for name, value in labels.items() if value > 0))
-    args.output.mkdir(parents=True, exist_ok=True)
-    if args.npp == 0 and args.nps == 0:  # as nnUNetv2_predict: no worker processes at all
-        predictor.predict_from_files_sequential(str(args.input), str(args.output), save_probabilities=False,
-                                                overwrite=args.overwrite)
-    else:
-        predictor.predict_from_files(str(args.input), str(args.output), save_probabilities=False,
-                                     overwrite=args.overwrite, num_processes_preprocessing=max(args.npp, 1),
-                                     num_processes_segmentation_export=max(args.nps, 1))
-    print(f"predictions and dataset.json (output labels) in {args.output}")
+    done = predictor.predict_folder(args.input, args.output, overwrite=args.overwrite)
+    print(f"{len(done)} cases predicted; label maps, CASE.lesions.json and dataset.json (output labels) in {args.output}")
     return 0

@@ -135,7 +135,48 @@ class ZeroShotPredictor(nnUNetPredictor):
         self.dataset_json = {**self.dataset_json, "labels": labels}
         self.label_manager = self.plans_manager.get_label_manager(self.dataset_json)
         self.table = table
+        self.disease_of_output_label = dict(zip(label_of_disease, table.disease_names))
         return labels
+
+    def predict_folder(self, input_folder: Path, output_folder: Path, overwrite: bool = False) -> list[str]:
+        """Label map and CASE.lesions.json per case, one case after the other with a progress bar.
+
+        nnU-Net's preprocessing, sliding-window prediction and export; a case whose lesions.json (written
+        last, atomically) exists is skipped unless `overwrite`. Returns the case ids predicted.
+        """
+        from nnunetv2.inference.export_prediction import export_prediction_from_logits
+        from nnunetv2.utilities.utils import (create_lists_from_splitted_dataset_folder,
+                                              get_identifiers_from_splitted_dataset_folder)
+        from tqdm.auto import tqdm
+
+        from nnunetv2_malenia._atomic import write_json_atomic
+        from nnunetv2_malenia.inference.lesion_report import lesion_reports
+
+        ending = self.dataset_json["file_ending"]
+        cases = get_identifiers_from_splitted_dataset_folder(str(input_folder), ending)
+        files = create_lists_from_splitted_dataset_folder(str(input_folder), ending, cases, num_processes=1)
+        output_folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(output_folder / "dataset.json", self.dataset_json)
+        preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
+        network = self.network._orig_mod if hasattr(self.network, "_orig_mod") else self.network
+        done = []
+        for case, case_files in tqdm(list(zip(cases, files)), desc="cases", unit="case"):
+            report_file = output_folder / f"{case}.lesions.json"
+            if report_file.is_file() and (output_folder / f"{case}{ending}").is_file() and not overwrite:
+                continue
+            data, _, properties = preprocessor.run_case(case_files, None, self.plans_manager,
+                                                        self.configuration_manager, self.dataset_json)
+            data = torch.from_numpy(data)
+            logits = self.predict_logits_from_preprocessed_data(data).cpu()
+            reports = lesion_reports(network, data, logits.argmax(0).numpy(), self.disease_of_output_label, self.table,
+                                     properties, self.plans_manager.transpose_forward,
+                                     tuple(self.configuration_manager.patch_size), tuple(self.configuration_manager.spacing))
+            export_prediction_from_logits(logits, properties, self.configuration_manager, self.plans_manager,
+                                          self.dataset_json, str(output_folder / case), False)
+            write_json_atomic(report_file, {"case": case, "table": self.table.name,
+                                            "lesions": [r.to_dict() for r in reports]})
+            done.append(case)
+        return done
 
     def _embeddings(self, vocabulary: Vocabulary, new_phrases: list[str], network, tower_spec: str | None) -> torch.Tensor:
         """The model's stored embeddings for known phrases, the text tower's for new ones."""

@@ -1,0 +1,106 @@
+"""Per-lesion reports: disease, every table row's score, the attribute readout, volume, centroid.
+
+A predicted lesion is a connected component of one disease label in the network's working space
+(nnU-Net's preprocessed image: transposed, cropped, resampled). The network is run once more on a
+patch centred on the lesion; the token whose mask overlaps the lesion best speaks for it: its
+probability of each attribute value (the readout shown in the paper's figures), its disease
+scores and its objectness. Volume is measured at the working spacing; the centroid is mapped back
+through nnU-Net's cropping, resampling and transposition to world coordinates (mm, as SimpleITK
+reports them for the input image).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from nnunetv2_malenia.knowledge import KnowledgeTable
+from nnunetv2_malenia.training.lesion_targets import connected_lesions
+
+
+@dataclass
+class LesionReport:
+    label: int
+    disease: str
+    voxels: int
+    volume_ml: float
+    centroid_mm: list[float]
+    objectness: float
+    row_scores: dict[str, float]
+    attributes: dict[str, dict[str, float | str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "disease": self.disease, "volume_ml": round(self.volume_ml, 3),
+                "centroid_mm": [round(c, 2) for c in self.centroid_mm], "voxels": self.voxels,
+                "objectness": round(self.objectness, 4),
+                "row_scores": {k: round(v, 4) for k, v in self.row_scores.items()},
+                "attributes": self.attributes}
+
+
+def working_to_world(index: np.ndarray, properties: dict, transpose_forward: list[int],
+                     working_shape: tuple[int, ...]) -> list[float]:
+    """A (continuous) voxel index of the preprocessed image -> world coordinates of the input image."""
+    before = np.asarray(properties["shape_after_cropping_and_before_resampling"], dtype=float)
+    scale = before / np.asarray(working_shape, dtype=float)
+    cropped = (np.asarray(index, dtype=float) + 0.5) * scale - 0.5  # voxel centres line up
+    transposed = cropped + np.asarray([b[0] for b in properties["bbox_used_for_cropping"]], dtype=float)
+    array_index = np.empty_like(transposed)
+    array_index[list(transpose_forward)] = transposed  # undo nnU-Net's transpose
+    geometry = properties["sitk_stuff"]
+    reference = sitk.Image([1] * len(array_index), sitk.sitkUInt8)
+    reference.SetSpacing(geometry["spacing"])
+    reference.SetOrigin(geometry["origin"])
+    reference.SetDirection(geometry["direction"])
+    # numpy arrays from SimpleITK are (z, y, x); SimpleITK indices are (x, y, z)
+    return list(reference.TransformContinuousIndexToPhysicalPoint([float(i) for i in array_index[::-1]]))
+
+
+def _window(center: np.ndarray, patch: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    starts = [int(np.clip(round(c - p / 2), 0, max(s - p, 0))) for c, p, s in zip(center, patch, shape)]
+    return tuple(slice(st, min(st + p, s)) for st, p, s in zip(starts, patch, shape))
+
+
+def _padded(x: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Pad the last dims of x up to the patch size (nnU-Net pads small images the same way)."""
+    pads, keep = [], []
+    for size, target in zip(x.shape[-len(patch):], patch):
+        extra = max(target - size, 0)
+        keep.append(slice(extra // 2, extra // 2 + size))
+        pads.append((extra // 2, extra - extra // 2))
+    flat = [p for pair in reversed(pads) for p in pair]
+    return torch.nn.functional.pad(x, flat), tuple(keep)
+
+
+@torch.no_grad()
+def lesion_reports(network, data: torch.Tensor, segmentation: np.ndarray, disease_of_label: dict[int, str],
+                   table: KnowledgeTable, properties: dict, transpose_forward: list[int],
+                   patch_size: tuple[int, ...], spacing: tuple[float, ...], max_lesions: int = 50) -> list[LesionReport]:
+    """Reports for the lesions of one case (`data` (C, X, Y, Z) and `segmentation` in working space)."""
+    vocabulary = table.vocabulary
+    device = next(network.parameters()).device
+    reports = []
+    for label, mask in connected_lesions(segmentation, sorted(disease_of_label), max_lesions):
+        center = np.argwhere(mask).mean(0)
+        window = _window(center, patch_size, mask.shape)
+        image, keep = _padded(data[(slice(None), *window)], patch_size)
+        details = network.predict_details(image[None].to(device))
+        token_probs = details["token_probs"][0][(slice(None), *keep)].flatten(1).float()
+        lesion = torch.from_numpy(mask[window]).to(token_probs.device).flatten().float()
+        overlap = 2 * token_probs @ lesion / (token_probs.sum(1) + lesion.sum() + 1e-6)
+        token = int(overlap.argmax())
+        readout = {}
+        probs = details["attribute_probs"][0, token].float().cpu()  # (T, V)
+        for t, attr_type in enumerate(vocabulary.types):
+            value = int(probs[t].argmax())
+            readout[attr_type.key] = {"value": vocabulary.phrases[value], "similarity": round(float(probs[t, value]), 4)}
+        scores = details["disease_given_token"][0, token].float().cpu().tolist()
+        reports.append(LesionReport(
+            label=int(label), disease=disease_of_label[label], voxels=int(mask.sum()),
+            volume_ml=float(mask.sum() * np.prod(spacing) / 1000.0),
+            centroid_mm=working_to_world(center, properties, transpose_forward, mask.shape),
+            objectness=float(details["objectness"][0, token]),
+            row_scores=dict(zip(table.disease_names, scores)), attributes=readout))
+    return reports
