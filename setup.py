@@ -54,8 +54,10 @@ setup(
         "tqdm>=4.60",
         "safetensors>=0.4",
         "huggingface_hub>=0.20",
+        "monai>=1.3,<2",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    # surface-distance: DeepMind's reference NSD, cross-checked against MONAI's in the tests
+    extras_require={"test": ["pytest>=8", "surface-distance==0.1"]},
     entry_points={"console_scripts": ["malenia = nnunetv2_malenia.cli:main"]},
     cmdclass={"build_py": BuildPyWithStartupHook},
 )

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "embed",
     "synth",
     "predict",
+    "evaluate",
     "env",
 )
 
