@@ -71,3 +71,41 @@ def test_reports_read_one_token_per_lesion(network_and_table):
         assert 0.0 <= readout["similarity"] <= 1.0
     assert 0.0 <= first.objectness <= 1.0
     assert set(first.to_dict()) >= {"disease", "row_scores", "attributes", "volume_ml", "centroid_mm"}
+
+
+def test_overlay_png_shows_each_lesion(tmp_path):
+    from PIL import Image
+
+    from nnunetv2_malenia.inference.overlays import write_overlay
+
+    ct = sitk.GetImageFromArray(np.full((12, 20, 20), 40, dtype=np.int16))
+    ct.SetSpacing((1.5, 1.5, 3.0))
+    labels = np.zeros((12, 20, 20), dtype=np.uint8)
+    labels[5:8, 4:9, 4:9] = 10
+    label_image = sitk.GetImageFromArray(labels)
+    label_image.CopyInformation(ct)
+    sitk.WriteImage(ct, str(tmp_path / "case_0000.nii.gz"))
+    sitk.WriteImage(label_image, str(tmp_path / "case.nii.gz"))
+    centroid = ct.TransformContinuousIndexToPhysicalPoint((6.0, 6.0, 6.0))
+    lesion = {"label": 10, "disease": "liver cyst", "volume_ml": 0.5, "centroid_mm": list(centroid),
+              "row_scores": {"liver cyst": 0.9}, "attributes": {"shape": {"value": "round-like", "similarity": 0.8}}}
+    write_overlay(tmp_path / "case_0000.nii.gz", tmp_path / "case.nii.gz", [lesion, dict(lesion, volume_ml=0.2)],
+                  tmp_path / "two.png")
+    write_overlay(tmp_path / "case_0000.nii.gz", tmp_path / "case.nii.gz", [], tmp_path / "none.png")
+    two, none = Image.open(tmp_path / "two.png"), Image.open(tmp_path / "none.png")
+    assert two.size[0] > 1.8 * none.size[0]  # one panel per lesion
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case.nii.gz", "case_0000.nii.gz", "none.png", "two.png"]
+
+
+def test_lesions_inside_one_window_share_one_network_pass(network_and_table, monkeypatch):
+    network, table = network_and_table
+    seg = np.zeros((16, 16, 16), dtype=np.int16)
+    seg[2:4, 2:4, 2:4] = 3
+    seg[10:12, 10:12, 10:12] = 3
+    calls = []
+    original = network.predict_details
+    monkeypatch.setattr(network, "predict_details", lambda x: calls.append(x.shape) or original(x))
+    image = sitk.Image([16, 16, 16], sitk.sitkInt16)
+    reports = lesion_reports(network, torch.randn(1, 16, 16, 16), seg, {3: table.disease_names[0]}, table,
+                             _properties(image, [[0, 16]] * 3, (16, 16, 16)), [0, 1, 2], (16, 16, 16), (1.0, 1.0, 1.0))
+    assert len(reports) == 2 and len(calls) == 1

@@ -152,7 +152,7 @@ def test_zero_shot_predict_answers_with_every_table_row_and_resumes(dataset, tra
     images = raw / "imagesTs"
     out = tmp_path / "zero_shot"
     args = ["predict", "-i", str(images), "-o", str(out), "-m", str(trained), "-f", "0", "--device", "cpu",
-            "--disable-tta"]
+            "--disable-tta", "--overlays"]
     first = run_malenia(*args, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     # the model's own table holds the unseen rows too: labels as the benchmark's test label list
@@ -160,6 +160,7 @@ def test_zero_shot_predict_answers_with_every_table_row_and_resumes(dataset, tra
     assert json.loads((out / "dataset.json").read_text())["labels"] == test_labels
     outputs = sorted(out.glob("*.nii.gz"))
     assert len(outputs) == 2
+    assert len(list(out.glob("*.png"))) == 2  # --overlays
     for output in outputs:
         image = sitk.ReadImage(str(images / output.name.replace(".nii.gz", "_0000.nii.gz")))
         prediction = sitk.ReadImage(str(output))

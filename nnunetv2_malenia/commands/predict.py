@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file name (default: %(default)s)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument("--overwrite", action="store_true", help="predict cases whose output exists")
+    parser.add_argument("--overlays", action="store_true",
+                        help="also write CASE.png: the CT slice through each lesion, its contour and attribute readout")
     parser.add_argument("--disable-tta", action="store_true", help="no mirroring (faster, slightly worse)")
     parser.set_defaults(func=run)
 
@@ -56,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
     labels = predictor.install_table(table, args.tower)
     print(f"table {table.name}: {len(table.diseases)} diseases -> labels " +
           ", ".join(f"{name} {value}" for name, value in labels.items() if value > 0))
-    done = predictor.predict_folder(args.input, args.output, overwrite=args.overwrite)
+    done = predictor.predict_folder(args.input, args.output, overwrite=args.overwrite, overlays=args.overlays)
     print(f"{len(done)} cases predicted; label maps, CASE.lesions.json and dataset.json (output labels) in {args.output}")
     return 0

@@ -2,7 +2,8 @@
 
 A predicted lesion is a connected component of one disease label in the network's working space
 (nnU-Net's preprocessed image: transposed, cropped, resampled). The network is run once more on a
-patch centred on the lesion; the token whose mask overlaps the lesion best speaks for it: its
+patch centred on the lesion (lesions inside an earlier lesion's patch reuse that pass); the token
+whose mask overlaps the lesion best speaks for it: its
 probability of each attribute value (the readout shown in the paper's figures), its disease
 scores and its objectness. Volume is measured at the working spacing; the centroid is mapped back
 through nnU-Net's cropping, resampling and transposition to world coordinates (mm, as SimpleITK
@@ -82,11 +83,19 @@ def lesion_reports(network, data: torch.Tensor, segmentation: np.ndarray, diseas
     vocabulary = table.vocabulary
     device = next(network.parameters()).device
     reports = []
+    passes: list[tuple[tuple[slice, ...], tuple[slice, ...], dict]] = []  # (window, valid part, details)
     for label, mask in connected_lesions(segmentation, sorted(disease_of_label), max_lesions):
-        center = np.argwhere(mask).mean(0)
-        window = _window(center, patch_size, mask.shape)
-        image, keep = _padded(data[(slice(None), *window)], patch_size)
-        details = network.predict_details(image[None].to(device))
+        voxels = np.argwhere(mask)
+        center = voxels.mean(0)
+        low, high = voxels.min(0), voxels.max(0)
+        # one network pass per window: a lesion inside an earlier lesion's window reuses it
+        cached = next((p for p in passes if all(w.start <= lo and hi < w.stop for w, lo, hi in zip(p[0], low, high))), None)
+        if cached is None:
+            window = _window(center, patch_size, mask.shape)
+            image, keep = _padded(data[(slice(None), *window)], patch_size)
+            cached = (window, keep, network.predict_details(image[None].to(device)))
+            passes.append(cached)
+        window, keep, details = cached
         token_probs = details["token_probs"][0][(slice(None), *keep)].flatten(1).float()
         lesion = torch.from_numpy(mask[window]).to(token_probs.device).flatten().float()
         overlap = 2 * token_probs @ lesion / (token_probs.sum(1) + lesion.sum() + 1e-6)

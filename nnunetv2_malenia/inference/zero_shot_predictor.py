@@ -138,8 +138,9 @@ class ZeroShotPredictor(nnUNetPredictor):
         self.disease_of_output_label = dict(zip(label_of_disease, table.disease_names))
         return labels
 
-    def predict_folder(self, input_folder: Path, output_folder: Path, overwrite: bool = False) -> list[str]:
-        """Label map and CASE.lesions.json per case, one case after the other with a progress bar.
+    def predict_folder(self, input_folder: Path, output_folder: Path, overwrite: bool = False,
+                       overlays: bool = False) -> list[str]:
+        """Label map, CASE.lesions.json (and CASE.png with `overlays`) per case, with a progress bar.
 
         nnU-Net's preprocessing, sliding-window prediction and export; a case whose lesions.json (written
         last, atomically) exists is skipped unless `overwrite`. Returns the case ids predicted.
@@ -151,6 +152,7 @@ class ZeroShotPredictor(nnUNetPredictor):
 
         from nnunetv2_malenia._atomic import write_json_atomic
         from nnunetv2_malenia.inference.lesion_report import lesion_reports
+        from nnunetv2_malenia.inference.overlays import write_overlay
 
         ending = self.dataset_json["file_ending"]
         cases = get_identifiers_from_splitted_dataset_folder(str(input_folder), ending)
@@ -173,8 +175,10 @@ class ZeroShotPredictor(nnUNetPredictor):
                                      tuple(self.configuration_manager.patch_size), tuple(self.configuration_manager.spacing))
             export_prediction_from_logits(logits, properties, self.configuration_manager, self.plans_manager,
                                           self.dataset_json, str(output_folder / case), False)
-            write_json_atomic(report_file, {"case": case, "table": self.table.name,
-                                            "lesions": [r.to_dict() for r in reports]})
+            lesions = [r.to_dict() for r in reports]
+            if overlays:
+                write_overlay(case_files[0], output_folder / f"{case}{ending}", lesions, output_folder / f"{case}.png")
+            write_json_atomic(report_file, {"case": case, "table": self.table.name, "lesions": lesions})
             done.append(case)
         return done
 
