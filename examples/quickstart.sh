@@ -3,7 +3,8 @@
 # generate CT phantoms -> nnU-Net planning/preprocessing -> train a small Malenia (smoke schedule)
 # -> zero-shot prediction with every knowledge-table row (unseen diseases included) -> DSC/NSD.
 # The smoke model trains for 10 iterations only: its numbers show the pipeline works, not what
-# Malenia reaches (see docs/benchmarks.md for longer runs).
+# Malenia reaches (see docs/benchmarks.md for longer runs). A label absent from both a case and its
+# prediction is left out of that label's mean (--both-empty nan) rather than counted as a perfect 1.
 set -euo pipefail
 DATA=${MALENIA_DATA:-$PWD/malenia_data}
 export nnUNet_raw=$DATA/nnUNet_raw nnUNet_preprocessed=$DATA/nnUNet_preprocessed nnUNet_results=$DATA/nnUNet_results
@@ -15,6 +16,6 @@ malenia synth -d 901 --name MaleniaSynth --cases 40 --seed 0 --force --preview "
 nnUNetv2_plan_and_preprocess -d 901 -c 3d_fullres --verify_dataset_integrity -np 2 -npfp 2
 nnUNetv2_train 901 3d_fullres 0 -tr nnUNetTrainerMalenia_smoke -device cpu
 malenia predict -i "$RAW/imagesTs" -o "$DATA/zero_shot" -m "$MODEL" -f 0 --device cpu --overwrite --overlays
-malenia evaluate -p "$DATA/zero_shot" -g "$RAW/labelsTs" --label-file "$RAW/dataset_test.json" -o "$DATA/evaluation"
+malenia evaluate -p "$DATA/zero_shot" -g "$RAW/labelsTs" --label-file "$RAW/dataset_test.json" -o "$DATA/evaluation" --both-empty nan
 echo "preview: $DATA/synth_preview.png; progress: $MODEL/fold_0/progress_malenia.png"
 echo "zero-shot label maps and lesion reports: $DATA/zero_shot; DSC/NSD: $DATA/evaluation/summary.md"
