@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded synthetic benchmark, end to end on a CPU in about 10 minutes:
+# The main job on the embedded synthetic benchmark, end to end on a 2-core CPU (see README for times):
 # generate CT phantoms -> nnU-Net planning/preprocessing -> train a small Malenia (smoke schedule)
 # -> zero-shot prediction with every knowledge-table row (unseen diseases included) -> DSC/NSD.
 # The smoke model trains for 10 iterations only: its numbers show the pipeline works, not what
