@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "synth",
     "predict",
     "evaluate",
+    "benchmark",
+    "demo",
     "env",
 )
 

@@ -15,11 +15,12 @@ WORKBOOK_EN = REPO / "tests" / "data" / "malenia_annotations" / "annotations_of_
 WORKBOOK_ZH = REPO / "tests" / "data" / "malenia_annotations" / "annotations_of_lesion_descriptions_zh.xlsx"
 
 
-def run_malenia(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_malenia(*args: str, cwd: Path | None = None, env: dict | None = None,
+                timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the installed `malenia` command as a user would; falls back to `python -m` in a source tree."""
     exe = shutil.which("malenia")
     command = [exe, *args] if exe else [sys.executable, "-m", "nnunetv2_malenia.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
 @pytest.fixture

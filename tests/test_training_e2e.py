@@ -152,7 +152,7 @@ def test_zero_shot_predict_answers_with_every_table_row_and_resumes(dataset, tra
     images = raw / "imagesTs"
     out = tmp_path / "zero_shot"
     args = ["predict", "-i", str(images), "-o", str(out), "-m", str(trained), "-f", "0", "--device", "cpu",
-            "--disable-tta", "--overlays"]
+            "--disable-tta", "--overlays", "--unknown-threshold", "0"]
     first = run_malenia(*args, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     # the model's own table holds the unseen rows too: labels as the benchmark's test label list
@@ -237,3 +237,130 @@ def test_predict_rejects_a_folder_that_is_not_a_malenia_model(dataset, tmp_path)
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"malenia predict: error: {tmp_path}: not an nnU-Net model folder (no plans.json/dataset.json)")
     assert not (tmp_path / "out").exists()
+
+
+def test_open_set_threshold_adds_the_unknown_label_and_takes_lesions_from_the_rows(dataset, trained, tmp_path):
+    root, env = dataset
+    raw = root / "raw" / "Dataset903_Tiny"
+    out = tmp_path / "open_set"
+    result = run_malenia("predict", "-i", str(raw / "imagesTs"), "-o", str(out), "-m", str(trained), "-f", "0",
+                         "--device", "cpu", "--disable-tta", "--unknown-threshold", "0.999999", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    test_labels = json.loads((raw / "dataset_test.json").read_text())["labels"]
+    labels = json.loads((out / "dataset.json").read_text())["labels"]
+    assert labels == {**test_labels, "unknown lesion": max(test_labels.values()) + 1}
+    organs = set(json.loads((raw / "dataset_test.json").read_text())["organ_labels"].values())
+    diseases = sorted(set(test_labels.values()) - organs - {0})
+    closed = tmp_path / "closed_set"
+    result = run_malenia("predict", "-i", str(raw / "imagesTs"), "-o", str(closed), "-m", str(trained), "-f", "0",
+                         "--device", "cpu", "--disable-tta", "--unknown-threshold", "0", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reported = 0
+    for report_file in sorted(out.glob("*.lesions.json")):
+        lesions = json.loads(report_file.read_text())["lesions"]
+        reported += len(lesions)
+        for lesion in lesions:  # no row matches any lesion that well
+            assert lesion["disease"] == "unknown lesion" and lesion["closest_disease"] in labels
+        name = report_file.name.replace(".lesions.json", ".nii.gz")
+        open_map = sitk.GetArrayFromImage(sitk.ReadImage(str(out / name)))
+        closed_map = sitk.GetArrayFromImage(sitk.ReadImage(str(closed / name)))
+        assert (np.isin(open_map, diseases) <= np.isin(closed_map, diseases)).all()  # lesions only leave their rows
+        assert ((open_map == labels["unknown lesion"]).sum() > 0) == bool(lesions)
+    assert reported > 0  # the untrained model does predict lesions: the check above was not vacuous
+
+    bad = run_malenia("predict", "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "bad"), "-m", str(trained),
+                      "-f", "0", "--device", "cpu", "--unknown-threshold", "1.5", env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == "malenia predict: error: --unknown-threshold must be in [0, 1), got 1.5"
+    assert not list((tmp_path / "bad").glob("*.nii.gz"))
+
+
+def test_benchmark_scores_cross_validation_and_test_set_fold_by_fold(dataset, trained, tmp_path):
+    root, env = dataset
+    out = tmp_path / "bench"
+    result = run_malenia("benchmark", "-d", "903", "-tr", TRAINER, "--folds", "0", "--device", "cpu",
+                         "--disable-tta", "-o", str(out), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("benchmark.md", "benchmark.csv", "benchmark.json", "benchmark.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "benchmark.json").read_text())
+    test_info = json.loads((root / "raw" / "Dataset903_Tiny" / "dataset_test.json").read_text())
+    classes = summary["sources"]["test"][TRAINER]["classes"]
+    # every lesion class of the test label list is scored, seen and unseen apart; organs are not
+    assert {c for c, s in classes.items() if s["group"] == "seen"} == set(test_info["seen_diseases"])
+    assert {c for c, s in classes.items() if s["group"] == "unseen"} == set(test_info["unseen_diseases"])
+    cv = summary["sources"]["cv"][TRAINER]["classes"]
+    assert set(test_info["organ_labels"]) <= set(cv) and not set(test_info["unseen_diseases"]) & set(cv)
+    table = (out / "benchmark.md").read_text()
+    assert "### Test set" in table and "unseen lesion classes (zero-shot)" in table and "### Cross-validation" in table
+    predictions = sorted((out / "predictions" / TRAINER / "fold_0" / "labels").glob("*.nii.gz"))
+    assert len(predictions) == 2
+    stamps = [p.stat().st_mtime_ns for p in (out / "predictions" / TRAINER / "fold_0" / "raw").glob("*.nii.gz")]
+    again = run_malenia("benchmark", "-d", "903", "-tr", TRAINER, "--folds", "0", "--device", "cpu",
+                        "--disable-tta", "-o", str(out), "--no-cv", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert stamps == [p.stat().st_mtime_ns for p in (out / "predictions" / TRAINER / "fold_0" / "raw").glob("*.nii.gz")]
+
+    missing = run_malenia("benchmark", "-d", "903", "-tr", TRAINER, "--folds", "3", "-o", str(tmp_path / "m"), env=env)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1].startswith("malenia benchmark: error: ")
+    assert "fold_3/checkpoint_final.pth: missing; train fold 3" in missing.stderr
+
+
+def test_predict_parts_split_the_cases_between_runs(dataset, trained, tmp_path):
+    root, env = dataset
+    images = root / "raw" / "Dataset903_Tiny" / "imagesTs"
+    out = tmp_path / "parts"
+    base = ["predict", "-i", str(images), "-o", str(out), "-m", str(trained), "-f", "0", "--device", "cpu",
+            "--disable-tta", "--num-parts", "2"]
+    first = run_malenia(*base, "--part-id", "0", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert [p.name for p in out.glob("*.lesions.json")] == ["Tiny_test_0000.lesions.json"]
+    second = run_malenia(*base, "--part-id", "1", env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == ["Tiny_test_0000.nii.gz", "Tiny_test_0001.nii.gz"]
+
+    bad = run_malenia(*base, "--part-id", "2", env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == \
+        "malenia predict: error: --part-id must be in 0..1 for --num-parts 2, got 2"
+
+
+def test_text_tower_is_chosen_by_environment_variable(dataset, monkeypatch):
+    root, env = dataset
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(key, env.get(key, os.environ.get(key, "")))
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    monkeypatch.setenv("MALENIA_TEXT_TOWER", "tiny-random")
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    trainer = get_trainer_from_args("903", "3d_fullres", 2, TRAINER, device=torch.device("cpu"))
+    assert trainer.bank.embeddings.shape[1] == 32  # tiny-random's width, not MiniLM's 384
+    malenia = trainer.plans_manager.plans["malenia"]
+    assert malenia["text_tower_spec"] == "tiny-random" and malenia["config"]["text_dim"] == 32
+
+
+def test_predict_keeps_an_unusual_geometry_and_refuses_a_non_ct_file(dataset, trained, tmp_path):
+    root, env = dataset
+    source = sitk.ReadImage(str(root / "raw" / "Dataset903_Tiny" / "imagesTs" / "Tiny_test_0000_0000.nii.gz"))
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    image = sitk.Image(source)
+    image.SetSpacing((2.0, 3.5, 4.5))  # other spacing than training (3 mm) and a flipped, permuted direction
+    image.SetDirection((0, -1, 0, 1, 0, 0, 0, 0, 1))
+    image.SetOrigin((10.0, -20.0, 5.0))
+    sitk.WriteImage(image, str(odd / "odd_0000.nii.gz"))
+    result = run_malenia("predict", "-i", str(odd), "-o", str(tmp_path / "out"), "-m", str(trained), "-f", "0",
+                         "--device", "cpu", "--disable-tta", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _same_geometry(sitk.ReadImage(str(tmp_path / "out" / "odd.nii.gz")), image)
+
+    mr = sitk.GetImageFromArray(np.abs(sitk.GetArrayFromImage(source)).astype(np.int16))  # no voxel below 0
+    mr.CopyInformation(source)
+    sitk.WriteImage(mr, str(odd / "zmr_0000.nii.gz"))
+    refused = run_malenia("predict", "-i", str(odd), "-o", str(tmp_path / "refused"), "-m", str(trained), "-f", "0",
+                          "--device", "cpu", "--disable-tta", env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        f"malenia predict: error: {odd / 'zmr_0000.nii.gz'}: does not look like CT in Hounsfield units")
+    assert not (tmp_path / "refused").exists()  # checked before anything was written

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nnunetv2_malenia.errors import MaleniaError
+from nnunetv2_malenia.inference.open_set import OPEN_SET_THRESHOLD
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +37,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="predict cases whose output exists")
     parser.add_argument("--overlays", action="store_true",
                         help="also write CASE.png: the CT slice through each lesion, its contour and attribute readout")
+    parser.add_argument("--unknown-threshold", type=float, default=None, metavar="T",
+                        help="open set: a lesion whose best knowledge-table row match is below T is labelled "
+                        "'unknown lesion' (the last label) instead of its closest row; 0 turns this off "
+                        "(default: %.2f, measured in docs/benchmarks.md)" % OPEN_SET_THRESHOLD)
+    parser.add_argument("--num-parts", type=int, default=1, metavar="N",
+                        help="split the cases into N parts, as nnUNetv2_predict -num_parts (default: 1)")
+    parser.add_argument("--part-id", type=int, default=0, metavar="K",
+                        help="which part this run predicts, 0..N-1 (run one per machine or GPU; default: 0)")
+    parser.add_argument("--no-ct-check", action="store_true",
+                        help="predict images that do not look like CT in HU (no voxel below -200) anyway")
     parser.add_argument("--disable-tta", action="store_true", help="no mirroring (faster, slightly worse)")
     parser.set_defaults(func=run)
 
@@ -48,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.input.is_dir() or not any(args.input.glob("*_0000.*")):
         raise MaleniaError(f"{args.input}: no images named CASE_0000.<ext> (nnU-Net's naming) in this folder")
+    if not 0 <= args.part_id < args.num_parts:
+        raise MaleniaError(f"--part-id must be in 0..{args.num_parts - 1} for --num-parts {args.num_parts}, "
+                           f"got {args.part_id}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     predictor = ZeroShotPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=not args.disable_tta,
                                   perform_everything_on_device=device.type == "cuda", device=device,
@@ -55,9 +69,12 @@ def run(args: argparse.Namespace) -> int:
     folds = [f if f == "all" else int(f) for f in args.folds] if args.folds else None
     predictor.initialize_from_trained_model_folder(str(args.model), folds, args.checkpoint)
     table = load_knowledge_table(args.table) if args.table else predictor.model.table
-    labels = predictor.install_table(table, args.tower)
+    threshold = OPEN_SET_THRESHOLD if args.unknown_threshold is None else args.unknown_threshold
+    labels = predictor.install_table(table, args.tower, unknown_threshold=threshold)
     print(f"table {table.name}: {len(table.diseases)} diseases -> labels " +
           ", ".join(f"{name} {value}" for name, value in labels.items() if value > 0))
-    done = predictor.predict_folder(args.input, args.output, overwrite=args.overwrite, overlays=args.overlays)
+    done = predictor.predict_folder(args.input, args.output, overwrite=args.overwrite, overlays=args.overlays,
+                                    num_parts=args.num_parts, part_id=args.part_id,
+                                    ct_check=not args.no_ct_check)
     print(f"{len(done)} cases predicted; label maps, CASE.lesions.json and dataset.json (output labels) in {args.output}")
     return 0

@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="knowledge table (path or shipped name) the diseases come from (default: %(default)s)")
     parser.add_argument("--unseen", action="append", default=None, metavar="DISEASE",
                         help="a disease to keep out of training (repeatable; default: the table's built-in split)")
+    parser.add_argument("--no-unseen", action="store_true",
+                        help="train on every disease of the table (a supervised upper bound for zero-shot benchmarks)")
     parser.add_argument("--output-root", type=Path, default=None, metavar="DIR",
                         help="where to create DatasetID_NAME (default: $nnUNet_raw)")
     parser.add_argument("--force", action="store_true", help="replace an existing dataset folder")
@@ -70,12 +72,14 @@ def run(args: argparse.Namespace) -> int:
     if len(args.spacing) not in (1, 3):
         raise MaleniaError(f"--spacing takes 1 or 3 values, got {len(args.spacing)}")
     spacing = tuple(args.spacing * 3 if len(args.spacing) == 1 else args.spacing)
-    unseen = tuple(args.unseen) if args.unseen else None
+    if args.no_unseen and args.unseen:
+        raise MaleniaError("--no-unseen and --unseen exclude each other; pass one of them")
+    unseen = () if args.no_unseen else (tuple(args.unseen) if args.unseen else None)
     cfg = SynthConfig(
         dataset_id=args.dataset_id, name=args.name, cases=args.cases, output_root=str(root), seed=args.seed,
         test_cases=args.test_cases, shape_xyz=tuple(args.shape), spacing_xyz=spacing, split=args.split,
         table=str(args.table), unseen=unseen, force=args.force, workers=args.workers)
-    if unseen is not None:
+    if unseen:
         for problem in split_problems(load_benchmark(cfg.table, unseen)):
             print(f"malenia synth: warning: {problem}", file=sys.stderr)
 

@@ -21,6 +21,8 @@ import torch
 from nnunetv2_malenia.knowledge import KnowledgeTable
 from nnunetv2_malenia.training.lesion_targets import connected_lesions
 
+UNKNOWN_LESION = "unknown lesion"
+
 
 @dataclass
 class LesionReport:
@@ -32,12 +34,23 @@ class LesionReport:
     objectness: float
     row_scores: dict[str, float]
     attributes: dict[str, dict[str, float | str]] = field(default_factory=dict)
+    row_match: dict[str, float] = field(default_factory=dict)
+    closest_disease: str = ""
+    # where the lesion is in working space (not serialised): bounding box and the mask inside it
+    bbox: tuple[slice, ...] = ()
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def best_match(self) -> float:
+        return max(self.row_match.values(), default=0.0)
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "disease": self.disease, "volume_ml": round(self.volume_ml, 3),
+        return {"label": self.label, "disease": self.disease, "closest_disease": self.closest_disease,
+                "best_match": round(self.best_match, 4), "volume_ml": round(self.volume_ml, 3),
                 "centroid_mm": [round(c, 2) for c in self.centroid_mm], "voxels": self.voxels,
                 "objectness": round(self.objectness, 4),
                 "row_scores": {k: round(v, 4) for k, v in self.row_scores.items()},
+                "row_match": {k: round(v, 4) for k, v in self.row_match.items()},
                 "attributes": self.attributes}
 
 
@@ -78,8 +91,13 @@ def _padded(x: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Tensor, tupl
 @torch.no_grad()
 def lesion_reports(network, data: torch.Tensor, segmentation: np.ndarray, disease_of_label: dict[int, str],
                    table: KnowledgeTable, properties: dict, transpose_forward: list[int],
-                   patch_size: tuple[int, ...], spacing: tuple[float, ...], max_lesions: int = 50) -> list[LesionReport]:
-    """Reports for the lesions of one case (`data` (C, X, Y, Z) and `segmentation` in working space)."""
+                   patch_size: tuple[int, ...], spacing: tuple[float, ...], max_lesions: int = 50,
+                   unknown: tuple[float, int] | None = None) -> list[LesionReport]:
+    """Reports for the lesions of one case (`data` (C, X, Y, Z) and `segmentation` in working space).
+
+    `unknown` = (threshold, label): a lesion whose best row match is below the threshold becomes
+    UNKNOWN_LESION with that label (open set); its closest row is still reported.
+    """
     vocabulary = table.vocabulary
     device = next(network.parameters()).device
     reports = []
@@ -106,10 +124,17 @@ def lesion_reports(network, data: torch.Tensor, segmentation: np.ndarray, diseas
             value = int(probs[t].argmax())
             readout[attr_type.key] = {"value": vocabulary.phrases[value], "similarity": round(float(probs[t, value]), 4)}
         scores = details["disease_given_token"][0, token].float().cpu().tolist()
-        reports.append(LesionReport(
+        match = dict(zip(table.disease_names, details["row_match"][0, token].float().cpu().tolist()))
+        report = LesionReport(
             label=int(label), disease=disease_of_label[label], voxels=int(mask.sum()),
             volume_ml=float(mask.sum() * np.prod(spacing) / 1000.0),
             centroid_mm=working_to_world(center, properties, transpose_forward, mask.shape),
             objectness=float(details["objectness"][0, token]),
-            row_scores=dict(zip(table.disease_names, scores)), attributes=readout))
+            row_scores=dict(zip(table.disease_names, scores)), attributes=readout, row_match=match,
+            closest_disease=disease_of_label[label],
+            bbox=tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(low, high)))
+        report.mask = mask[report.bbox]
+        if unknown is not None and report.best_match < unknown[0]:
+            report.disease, report.label = UNKNOWN_LESION, int(unknown[1])
+        reports.append(report)
     return reports

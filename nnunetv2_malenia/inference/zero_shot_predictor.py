@@ -18,6 +18,7 @@ import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 from nnunetv2_malenia.errors import MaleniaError
+from nnunetv2_malenia.inference.lesion_report import UNKNOWN_LESION, LesionReport
 from nnunetv2_malenia.knowledge import KnowledgeTable, Vocabulary
 from nnunetv2_malenia.knowledge.knowledge_table import DISEASE_NAME_TYPE, disease_name_table, knowledge_table_from_dict
 from nnunetv2_malenia.knowledge.vocabulary import AttributeType, vocabulary_from_dict
@@ -96,10 +97,29 @@ def merged_vocabulary(model: Vocabulary, table: Vocabulary) -> tuple[Vocabulary,
     return Vocabulary(model.name if not new else f"{model.name}+{table.name}", tuple(types)), new
 
 
+def mark_unknown_lesions(logits: torch.Tensor, reports: list[LesionReport]) -> torch.Tensor:
+    """The logits with the open-set label winning on the voxels of every lesion reported as unknown.
+
+    Done on the logits, before nnU-Net's export resamples them to the input geometry, so the
+    relabelled lesion is resampled exactly like every other label. `logits` is left as it is.
+    """
+    unknown = [r for r in reports if r.disease == UNKNOWN_LESION and r.mask is not None]
+    if not unknown:
+        return logits
+    logits = logits.clone()  # the predictor's output is an inference-mode tensor
+    for report in unknown:
+        region = logits[(slice(None), *report.bbox)]
+        mask = torch.from_numpy(report.mask)
+        channel = region[report.label]
+        channel[mask] = region.max(0).values[mask] + 10.0
+    return logits
+
+
 class ZeroShotPredictor(nnUNetPredictor):
     """nnUNetPredictor whose Malenia network answers with the rows of a chosen knowledge table."""
 
     model: ModelKnowledge
+    unknown: tuple[float, int] | None = None  # (threshold, label) of the open-set label
 
     def initialize_from_trained_model_folder(self, model_training_output_dir: str, use_folds,
                                              checkpoint_name: str = "checkpoint_final.pth") -> None:
@@ -115,8 +135,15 @@ class ZeroShotPredictor(nnUNetPredictor):
         super().initialize_from_trained_model_folder(str(folder), use_folds, checkpoint_name)
         self._training_labels = dict(self.dataset_json["labels"])
 
-    def install_table(self, table: KnowledgeTable, tower_spec: str | None = None) -> dict[str, int]:
-        """Make every fold's network answer with `table`; returns the output label list."""
+    def install_table(self, table: KnowledgeTable, tower_spec: str | None = None,
+                      unknown_threshold: float = 0.0) -> dict[str, int]:
+        """Make every fold's network answer with `table`; returns the output label list.
+
+        With `unknown_threshold` > 0 the labels end with UNKNOWN_LESION: a lesion whose best row
+        match (DiseaseHead.row_match) is below the threshold gets it instead of its closest row.
+        """
+        if not 0.0 <= unknown_threshold < 1.0:
+            raise MaleniaError(f"--unknown-threshold must be in [0, 1), got {unknown_threshold}")
         table = table_in_model_space(table, self.model)
         network = self.network._orig_mod if hasattr(self.network, "_orig_mod") else self.network
         vocabulary, new_phrases = merged_vocabulary(self.model.vocabulary, table.vocabulary)
@@ -126,6 +153,12 @@ class ZeroShotPredictor(nnUNetPredictor):
         table = KnowledgeTable(table.name, vocabulary, table.diseases, table.source)
         labels, label_of_disease, head_map = output_labels(self._training_labels, self.model.disease_of_label,
                                                            table.disease_names)
+        self.unknown = None
+        if unknown_threshold > 0:
+            if UNKNOWN_LESION in labels:
+                raise MaleniaError(f"{table.source}: a row is named {UNKNOWN_LESION!r}, the open-set label; rename it")
+            labels[UNKNOWN_LESION] = max(labels.values()) + 1
+            self.unknown = (float(unknown_threshold), labels[UNKNOWN_LESION])
         network.set_knowledge_table(torch.from_numpy(table.weight_matrix()), label_of_disease,
                                     num_labels=max(labels.values()) + 1, head_label_map=head_map)
         swapped = {f"attributes.{k}": v for k, v in network.attributes.state_dict().items() if k in ("value_embeddings", "value_type")}
@@ -139,8 +172,14 @@ class ZeroShotPredictor(nnUNetPredictor):
         return labels
 
     def predict_folder(self, input_folder: Path, output_folder: Path, overwrite: bool = False,
-                       overlays: bool = False) -> list[str]:
+                       overlays: bool = False, num_parts: int = 1, part_id: int = 0,
+                       ct_check: bool = True) -> list[str]:
         """Label map, CASE.lesions.json (and CASE.png with `overlays`) per case, with a progress bar.
+
+        `num_parts`/`part_id` split the cases as nnUNetv2_predict's options do (every num_parts-th
+        case from part_id), so several machines can share one folder. Every case is checked first
+        (input_check.check_case; `ct_check` includes the HU test), so a bad file stops the run
+        before anything is written.
 
         nnU-Net's preprocessing, sliding-window prediction and export; a case whose lesions.json (written
         last, atomically) exists is skipped unless `overwrite`. Returns the case ids predicted.
@@ -155,8 +194,15 @@ class ZeroShotPredictor(nnUNetPredictor):
         from nnunetv2_malenia.inference.overlays import write_overlay
 
         ending = self.dataset_json["file_ending"]
-        cases = get_identifiers_from_splitted_dataset_folder(str(input_folder), ending)
+        if not 0 <= part_id < num_parts:
+            raise MaleniaError(f"--part-id must be in 0..{num_parts - 1} for --num-parts {num_parts}, got {part_id}")
+        cases = get_identifiers_from_splitted_dataset_folder(str(input_folder), ending)[part_id::num_parts]
         files = create_lists_from_splitted_dataset_folder(str(input_folder), ending, cases, num_processes=1)
+        from nnunetv2_malenia.inference.input_check import check_case
+
+        expects_ct = ct_check and self.configuration_manager.normalization_schemes[0] == "CTNormalization"
+        for case_files in files:
+            check_case(case_files, len(self.dataset_json["channel_names"]), expects_ct)
         output_folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(output_folder / "dataset.json", self.dataset_json)
         preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
@@ -172,7 +218,9 @@ class ZeroShotPredictor(nnUNetPredictor):
             logits = self.predict_logits_from_preprocessed_data(data).cpu()
             reports = lesion_reports(network, data, logits.argmax(0).numpy(), self.disease_of_output_label, self.table,
                                      properties, self.plans_manager.transpose_forward,
-                                     tuple(self.configuration_manager.patch_size), tuple(self.configuration_manager.spacing))
+                                     tuple(self.configuration_manager.patch_size), tuple(self.configuration_manager.spacing),
+                                     unknown=self.unknown)
+            logits = mark_unknown_lesions(logits, reports)
             export_prediction_from_logits(logits, properties, self.configuration_manager, self.plans_manager,
                                           self.dataset_json, str(output_folder / case), False)
             lesions = [r.to_dict() for r in reports]

@@ -88,6 +88,23 @@ class DiseaseHead(ResizableBuffersMixin):
         log_l = torch.where(row_has_type, mass.clamp_min(1e-6).log(), torch.zeros_like(mass)).sum(-1)
         return torch.softmax(log_l, dim=-1)
 
+    def row_match(self, type_probs: torch.Tensor, value_type: torch.Tensor) -> torch.Tensor:
+        """How well each row explains a token's attributes, in [0, 1] (B, N, num_diseases).
+
+        The geometric mean over the row's attribute types of the probability the token puts on
+        values the row allows (whatever their weights). Unlike p(d | q), which is
+        relative to the other rows, it is low when no row fits: the open-set "unknown lesion" test.
+        """
+        if self.num_diseases == 0:
+            return type_probs.new_zeros(*type_probs.shape[:2], 0)
+        num_types = type_probs.shape[-2]
+        member = type_one_hot(value_type, num_types)  # (V, T)
+        allowed = (self.table_weights.float() > 0).float().unsqueeze(-1) * member  # (Dz, V, T)
+        mass = torch.einsum("bntv,dvt->bndt", type_probs.float(), allowed).clamp(1e-6, 1.0)
+        row_has_type = allowed.sum(1) > 0  # (Dz, T)
+        log_mass = torch.where(row_has_type, mass.log(), torch.zeros_like(mass)).sum(-1)
+        return torch.exp(log_mass / row_has_type.sum(-1).clamp_min(1))
+
     def label_log_probs(self, token_probs: torch.Tensor, disease_scores: torch.Tensor,
                         head_logits: torch.Tensor) -> torch.Tensor:
         """token_probs (B, N, X, Y, Z); disease_scores (B, N, Dz) = objectness x p(d|q);

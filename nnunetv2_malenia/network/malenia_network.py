@@ -129,6 +129,7 @@ class MaleniaNetwork(nn.Module):
         log_probs = self.disease_head.label_log_probs(token_probs, scores, seg)
         return {"log_probs": log_probs, "token_probs": token_probs, "objectness": objectness,
                 "attribute_probs": type_probs, "disease_given_token": p_disease, "disease_scores": scores,
+                "row_match": self.disease_head.row_match(type_probs, self.attributes.value_type),
                 "nnunet_logits": seg}
 
 

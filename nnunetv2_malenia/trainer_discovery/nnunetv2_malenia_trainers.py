@@ -5,6 +5,7 @@ from nnunetv2_malenia.training.nnUNetTrainerMalenia import (
     nnUNetTrainerMalenia_5epochs,
     nnUNetTrainerMalenia_50epochs,
     nnUNetTrainerMalenia_250epochs,
+    nnUNetTrainerMalenia_demo,
     nnUNetTrainerMalenia_nameonly,
     nnUNetTrainerMalenia_smoke,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "nnUNetTrainerMalenia_5epochs",
     "nnUNetTrainerMalenia_50epochs",
     "nnUNetTrainerMalenia_250epochs",
+    "nnUNetTrainerMalenia_demo",
     "nnUNetTrainerMalenia_nameonly",
     "nnUNetTrainerMalenia_smoke",
 ]

@@ -19,6 +19,7 @@ learning rate, AMP on CUDA, DDP, checkpoints, `--c`, final validation. This clas
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -55,8 +56,10 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
     # Head configuration; variants override single fields (see MaleniaConfig for the meaning).
     malenia_config: dict[str, Any] = {}
     loss_weights = LossWeights()
-    text_tower = "default"
+    text_tower = "default"  # a tower spec (docs/text_tower.md); $MALENIA_TEXT_TOWER overrides it
     initial_lr_malenia = 3e-4  # AdamW; see docs/training.md for the comparison with nnU-Net's SGD
+    # nnU-Net trainer attributes a variant sets after nnU-Net's __init__ (num_epochs, save_every, ...)
+    schedule: dict[str, int] = {}
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -65,6 +68,9 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
             raise MaleniaError("nnUNetTrainerMalenia needs plain integer labels: region-based training and the "
                                "ignore label are not supported")
         self.initial_lr = self.initial_lr_malenia
+        for name, value in self.schedule.items():
+            setattr(self, name, value)
+        self.text_tower = os.environ.get("MALENIA_TEXT_TOWER") or self.text_tower
         self.knowledge = dataset_knowledge(dataset_json, raw_dataset_folder(self.plans_manager.dataset_name))
         self.vocabulary, self.table, self.attribute_lookup = self._build_attribute_space()
         self.bank = self._embed_vocabulary()
@@ -252,14 +258,14 @@ class nnUNetTrainerMalenia_smoke(nnUNetTrainerMalenia):
     """2 epochs x 5 iterations with a small head: proves the whole pipeline runs (CPU tests)."""
 
     malenia_config = {"hidden_dim": 64, "num_tokens": 8, "num_heads": 4, "ffn_dim": 128, "fusion_layers": 1}
+    # save_every 1: a checkpoint_latest.pth after every epoch but the last, for resume tests
+    schedule = {"num_epochs": 2, "num_iterations_per_epoch": 5, "num_val_iterations_per_epoch": 2, "save_every": 1}
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 5
-        self.num_val_iterations_per_epoch = 2
-        self.save_every = 1  # a checkpoint_latest.pth after every epoch but the last, for resume tests
+
+class nnUNetTrainerMalenia_demo(nnUNetTrainerMalenia):
+    """`malenia demo`'s CPU-sized schedule: 40 epochs x 10 iterations (about 17 min on 2 cores at 48^3)."""
+
+    schedule = {"num_epochs": 40, "num_iterations_per_epoch": 10, "num_val_iterations_per_epoch": 2}
 
 
 class nnUNetTrainerMalenia_nameonly(nnUNetTrainerMalenia):
@@ -272,21 +278,12 @@ class nnUNetTrainerMalenia_nameonly(nnUNetTrainerMalenia):
 
 
 class nnUNetTrainerMalenia_5epochs(nnUNetTrainerMalenia):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 5
+    schedule = {"num_epochs": 5}
 
 
 class nnUNetTrainerMalenia_50epochs(nnUNetTrainerMalenia):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 50
+    schedule = {"num_epochs": 50}
 
 
 class nnUNetTrainerMalenia_250epochs(nnUNetTrainerMalenia):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 250
+    schedule = {"num_epochs": 250}

@@ -1,0 +1,145 @@
+"""Measure the open-set threshold and zero-shot attribute recognition on ground-truth lesions.
+
+For every lesion of the synthetic test set (a connected component of a lesion label in
+`labelsTs`, i.e. localisation given, so this measures the text side independently of mask
+quality) the trained network reads it exactly as `malenia predict` reads a predicted lesion
+(`lesion_reports`: one pass on a patch around it, the token overlapping it best). Two numbers per
+lesion:
+
+- its attribute readout against the lesion's true values (`lesion_attributes.json`): accuracy per
+  attribute type, seen and unseen diseases apart (zero-shot attribute recognition);
+- its best row match against a table holding only the diseases the model was trained on, so that
+  every unseen-disease lesion is, for this table, an unknown lesion: the area under the ROC curve
+  of best match for seen vs unseen, and the threshold with the best balanced accuracy.
+
+Writes OUT/open_set.json and OUT/open_set.png (histograms of best match) and prints a summary.
+
+    python3 benchmarks/bench_open_set.py \\
+        -m /tmp/malenia_zs/nnUNet_results/Dataset905_MaleniaZS/nnUNetTrainerMalenia_bench__nnUNetPlans__3d_fullres \\
+        -r /tmp/malenia_zs/nnUNet_raw/Dataset905_MaleniaZS -o /tmp/malenia_zs/open_set
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def auroc(positive: list[float], negative: list[float]) -> float:
+    """P(score of a positive > score of a negative), ties counted half."""
+    if not positive or not negative:
+        return float("nan")
+    p, n = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
+    return float((p > n).mean() + 0.5 * (p == n).mean())
+
+
+def best_threshold(known: list[float], unknown: list[float]) -> tuple[float, float]:
+    """(threshold, balanced accuracy) maximising (share of known kept + share of unknown flagged) / 2."""
+    best = (0.0, 0.5)
+    for t in sorted({0.0, *known, *unknown, 1.0}):
+        kept = np.mean([m >= t for m in known]) if known else 0.0
+        flagged = np.mean([m < t for m in unknown]) if unknown else 0.0
+        if (kept + flagged) / 2 > best[1]:
+            best = (float(t), float((kept + flagged) / 2))
+    return best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-m", "--model", type=Path, required=True, help="model folder (nnUNetTrainerMalenia...)")
+    parser.add_argument("-r", "--raw", type=Path, required=True, help="raw synthetic dataset with imagesTs/labelsTs")
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("-f", "--fold", type=int, default=0)
+    args = parser.parse_args()
+
+    import torch
+    from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder, get_identifiers_from_splitted_dataset_folder
+    from tqdm import tqdm
+
+    from nnunetv2_malenia.inference.lesion_report import lesion_reports
+    from nnunetv2_malenia.inference.zero_shot_predictor import ZeroShotPredictor
+    from nnunetv2_malenia.knowledge import KnowledgeTable
+
+    predictor = ZeroShotPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                                  perform_everything_on_device=False, device=torch.device("cpu"), verbose=False,
+                                  verbose_preprocessing=False, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(args.model), [args.fold], "checkpoint_final.pth")
+    full = predictor.model.table
+    seen_names = set(predictor.model.disease_of_label.values())
+    seen_only = KnowledgeTable(f"{full.name}-seen-only", full.vocabulary,
+                               tuple(row for row in full.diseases if row.name in seen_names), full.source)
+    predictor.install_table(seen_only, unknown_threshold=0.0)
+    network = predictor.network
+    network.load_state_dict(predictor.list_of_parameters[0])
+    network.eval()
+
+    test = json.loads((args.raw / "dataset_test.json").read_text())
+    disease_of_label = {v: k for k, v in {**test["seen_diseases"], **test["unseen_diseases"]}.items()}
+    truth = json.loads((args.raw / "lesion_attributes.json").read_text())["cases"]
+    cases = get_identifiers_from_splitted_dataset_folder(str(args.raw / "imagesTs"), ".nii.gz")
+    files = create_lists_from_splitted_dataset_folder(str(args.raw / "imagesTs"), ".nii.gz", cases, num_processes=1)
+    preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
+    rows = []
+    for case, case_files in tqdm(list(zip(cases, files)), desc="cases"):
+        data, seg, properties = preprocessor.run_case(case_files, str(args.raw / "labelsTs" / f"{case}.nii.gz"),
+                                                      predictor.plans_manager, predictor.configuration_manager,
+                                                      predictor.dataset_json)
+        with torch.no_grad():
+            reports = lesion_reports(network, torch.from_numpy(data), seg[0].astype(np.int16), disease_of_label,
+                                     seen_only, properties, predictor.plans_manager.transpose_forward,
+                                     tuple(predictor.configuration_manager.patch_size),
+                                     tuple(predictor.configuration_manager.spacing))
+        for report in reports:
+            record = truth[case][str(report.label)]
+            correct = {}
+            for key, readout in report.attributes.items():
+                value = record["attributes"][key]
+                correct[key] = readout["value"] in (value if isinstance(value, list) else [value])
+            rows.append({"case": case, "disease": record["disease"],
+                         "kind": "unseen" if record["disease"] in test["unseen_diseases"] else "seen",
+                         "best_match": report.best_match, "closest_seen_row": max(report.row_match, key=report.row_match.get),
+                         "voxels": report.voxels, "correct": correct})
+
+    kinds = {k: [r for r in rows if r["kind"] == k] for k in ("seen", "unseen")}
+    matches = {k: [r["best_match"] for r in v] for k, v in kinds.items()}
+    threshold, balanced = best_threshold(matches["seen"], matches["unseen"])
+    accuracy = {k: {key: float(np.mean([r["correct"][key] for r in v])) for key in full.vocabulary.type_keys}
+                for k, v in kinds.items() if v}
+    result = {"model": str(args.model), "fold": args.fold, "lesions": {k: len(v) for k, v in kinds.items()},
+              "attribute_accuracy": accuracy,
+              "best_match": {k: {"median": float(np.median(v)), "quartiles": [float(np.percentile(v, q)) for q in (25, 75)]}
+                             for k, v in matches.items() if v},
+              "auroc_seen_vs_unseen": auroc(matches["seen"], matches["unseen"]),
+              "best_threshold": threshold, "balanced_accuracy": balanced,
+              "at_threshold": {f"{t:g}": {"seen_kept": float(np.mean([m >= t for m in matches["seen"]])),
+                                          "unseen_flagged": float(np.mean([m < t for m in matches["unseen"]]))}
+                               for t in (0.3, 0.4, 0.5, 0.6, 0.7, threshold) if matches["seen"] and matches["unseen"]},
+              "rows": rows}
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "open_set.json").write_text(json.dumps(result, indent=1))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for kind, values in matches.items():
+        if values:
+            ax.hist(values, bins=np.linspace(0, 1, 21), alpha=0.55, label=f"{kind} diseases ({len(values)} lesions)")
+    ax.axvline(threshold, color="k", ls="--", lw=1, label=f"best threshold {threshold:.2f}")
+    ax.set_xlabel("best row match against the seen-only table")
+    ax.set_ylabel("lesions")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.output / "open_set.png", dpi=110)
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

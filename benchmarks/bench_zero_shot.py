@@ -1,0 +1,118 @@
+"""Zero-shot benchmark on the synthetic CT data: Malenia vs the name-only ablation vs nnU-Net.
+
+One run, everything sequential on the CPU (never two trainings at once):
+
+1. Two datasets from the same generator, seed and shape:
+   - 905 MaleniaZS: training cases hold only the 8 seen diseases; the test cases hold all 13
+     (the 5 unseen ones given only by their knowledge-table rows);
+   - 906 MaleniaZSOracle (`--no-unseen`): training cases hold all 13 diseases, labelled: the
+     supervised upper bound for the unseen ones.
+   Both planned and preprocessed by nnU-Net.
+2. `nnUNetv2_train ID 3d_fullres 0 -tr TRAINER -device cpu`, all on one schedule (E epochs x I
+   iterations, benchmarks/trainers/): on 905 nnUNetTrainer_bench, nnUNetTrainerMalenia_bench,
+   nnUNetTrainerMalenia_nameonly_bench; on 906 nnUNetTrainer_bench.
+3. `malenia benchmark -d 905 -tr ... -tr 906/nnUNetTrainer_bench --folds 0`: predicts the 905 test
+   cases with every model (Malenia models with their full knowledge table, unseen rows included;
+   label numbers matched by name for the oracle), DSC and NSD per class, seen and unseen apart,
+   wall time of training and prediction as ratios to nnUNetTrainer.
+
+    python3 benchmarks/bench_zero_shot.py --workdir /tmp/malenia_zs --shape 48 --epochs 30 --iterations 10
+
+`--stage train` stops after step 2, `--stage evaluate` runs only step 3 (on a finished workdir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import bench_training as bt  # noqa: E402  (the shared synth / train / timing helpers)
+
+ZS = (905, "MaleniaZS")
+ORACLE = (906, "MaleniaZSOracle")
+TRAINERS = {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench", "nnUNetTrainerMalenia_nameonly_bench"],
+            ORACLE: ["nnUNetTrainer_bench"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=None, help="work folder (default: a new temporary folder)")
+    parser.add_argument("--shape", type=int, default=48, help="voxels per axis of the phantoms (default: %(default)s)")
+    parser.add_argument("--test-cases", type=int, default=26, help="test cases (default: %(default)s, 2 per disease)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--iterations", type=int, default=10, help="training iterations per epoch")
+    parser.add_argument("--val-iterations", type=int, default=2, help="validation iterations per epoch")
+    parser.add_argument("--n-proc-da", type=int, default=2, help="nnUNet_n_proc_DA")
+    parser.add_argument("--stage", choices=("all", "train", "evaluate"), default="all")
+    parser.add_argument("--reuse", action="store_true", help="keep datasets and trainings made with the same schedule")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="folder for the benchmark table and plot (default: WORKDIR/benchmark)")
+    args = parser.parse_args()
+
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="malenia_zero_shot_"))).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = bt.bench_env(workdir, args)
+    schedule = {"epochs": args.epochs, "iterations": args.iterations, "val_iterations": args.val_iterations,
+                "n_proc_da": args.n_proc_da, "shape": args.shape}
+    synth = ("--shape", *[str(args.shape)] * 3, "--test-cases", str(args.test_cases))
+    print(f"workdir {workdir}", flush=True)
+    if args.stage in ("all", "train"):
+        for (dataset_id, name), extra in ((ZS, ()), (ORACLE, ("--no-unseen",))):
+            bt.prepare_dataset(workdir, env, args.reuse, dataset_id, name, synth + extra)
+            for trainer in TRAINERS[(dataset_id, name)]:
+                result = bt.train(workdir, env, trainer, schedule, args.reuse, dataset_id, name)
+                print(f"{dataset_id} {trainer}: {result['wall_s']:.0f} s, peak RSS {result['peak_rss_mb']:.0f} MB",
+                      flush=True)
+    if args.stage in ("all", "evaluate"):
+        output = (args.output or workdir / "benchmark").resolve()
+        base = ["malenia", "benchmark", "-d", str(ZS[0]), "--folds", "0", "-o", str(output), "--device", "cpu",
+                "--disable-tta"]
+        entries = [(ZS, t, t) for t in TRAINERS[ZS]] + [(ORACLE, t, f"{ORACLE[0]}/{t}") for t in TRAINERS[ORACLE]]
+        costs = []
+        for dataset, trainer, spec in entries:  # one process per model: its own wall time and peak memory
+            if not (bt.fold_dir(workdir, trainer, *dataset) / "checkpoint_final.pth").is_file():
+                print(f"skipping {spec}: not trained", flush=True)
+                continue
+            predicted = bt.run(base + ["-tr", spec, "--no-cv"], env, workdir / "logs" / f"predict_{spec.replace('/', '_')}.log",
+                               workdir)
+            trained = json.loads((bt.fold_dir(workdir, trainer, *dataset).parent / "bench_run.json").read_text())
+            epoch_times = sorted(e["epoch_time_s"] for e in trained["epochs"] if "epoch_time_s" in e)
+            costs.append({"model": spec, "train_s": trained["train_s"], "train_peak_mb": trained["peak_rss_mb"],
+                          # the fastest epoch: least disturbed by other work on a shared machine
+                          "epoch_min_s": epoch_times[0], "epoch_median_s": epoch_times[len(epoch_times) // 2],
+                          "predict_s": predicted["wall_s"], "predict_peak_mb": predicted["peak_rss_mb"]})
+        command = base + [arg for _, _, spec in entries for arg in ("-tr", spec)
+                          if any(c["model"] == spec for c in costs)]
+        print("$ " + " ".join(command), flush=True)
+        status = subprocess.call(command, env=env)  # reuses the predictions: the table of all models
+        if status:
+            return status
+        (output / "schedule.json").write_text(json.dumps(schedule, indent=1))
+        (output / "costs.json").write_text(json.dumps(costs, indent=1))
+        (output / "costs.md").write_text(cost_table(costs))
+        print(cost_table(costs))
+    return 0
+
+
+def cost_table(costs: list[dict]) -> str:
+    """Training and prediction wall time and peak RSS, as ratios to nnUNetTrainer on the same data."""
+    base = next((c for c in costs if c["model"] == TRAINERS[ZS][0]), None)
+    lines = ["| model | training wall (s) | fastest epoch (s) | median epoch (s) | training peak RSS (MB) | "
+             "test prediction wall (s) | prediction peak RSS (MB) |", "|---|---|---|---|---|---|---|"]
+    for c in costs:
+        cells = []
+        for key in ("train_s", "epoch_min_s", "epoch_median_s", "train_peak_mb", "predict_s", "predict_peak_mb"):
+            ratio = f" ({c[key] / base[key]:.2f}x)" if base and base[key] else ""
+            cells.append(f"{c[key]:.1f}{ratio}" if key.startswith("epoch") else f"{c[key]:.0f}{ratio}")
+        lines.append(f"| {c['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Trainer classes for benchmarks/bench_training.py (found through `nnUNet_extTrainer`).
+
+All share one schedule, read from the environment at construction so that stock
+`nnUNetv2_train ... -tr CLASS` can run them (nnUNetv2_train has no epochs/iterations options):
+
+    MALENIA_BENCH_EPOCHS          number of epochs (default 10)
+    MALENIA_BENCH_ITERATIONS      training iterations per epoch (default 20)
+    MALENIA_BENCH_VAL_ITERATIONS  validation iterations per epoch (default 5)
+
+- nnUNetTrainer_bench: nnU-Net's nnUNetTrainer (SGD lr 1e-2, momentum 0.99, Nesterov, poly).
+- nnUNetTrainerMalenia_bench: nnUNetTrainerMalenia unchanged (AdamW lr 3e-4, poly).
+- nnUNetTrainerMalenia_benchSGD: nnUNetTrainerMalenia with nnU-Net's optimizer and learning rate
+  (SGD lr 1e-2, momentum 0.99, Nesterov, poly); the parent's configure_optimizers still runs first,
+  so the vocabulary and knowledge-table buffers are installed exactly as in the real trainer.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunetv2_malenia.training.nnUNetTrainerMalenia import nnUNetTrainerMalenia, nnUNetTrainerMalenia_nameonly
+
+
+def _schedule() -> tuple[int, int, int]:
+    return (int(os.environ.get("MALENIA_BENCH_EPOCHS", "10")),
+            int(os.environ.get("MALENIA_BENCH_ITERATIONS", "20")),
+            int(os.environ.get("MALENIA_BENCH_VAL_ITERATIONS", "5")))
+
+
+def _apply_schedule(trainer: nnUNetTrainer) -> None:
+    trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch = _schedule()
+    # No intermediate checkpoint_latest.pth (nnU-Net's default is every 50 epochs; benchmark runs are
+    # short); checkpoint_best/final are still written as usual.
+    trainer.save_every = 10 ** 9
+    # Record the schedule in the trainer's logger config (nnU-Net writes the hyperparameters there).
+    trainer.print_to_log_file(f"bench schedule: {trainer.num_epochs} epochs x {trainer.num_iterations_per_epoch} "
+                              f"iterations, {trainer.num_val_iterations_per_epoch} val iterations per epoch, "
+                              f"initial lr {trainer.initial_lr}")
+
+
+class nnUNetTrainer_bench(nnUNetTrainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _apply_schedule(self)
+
+
+class nnUNetTrainerMalenia_bench(nnUNetTrainerMalenia):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _apply_schedule(self)
+
+
+class nnUNetTrainerMalenia_benchSGD(nnUNetTrainerMalenia):
+    initial_lr_malenia = 1e-2  # nnU-Net's SGD learning rate (nnUNetTrainer.initial_lr)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _apply_schedule(self)
+
+    def configure_optimizers(self):
+        super().configure_optimizers()  # installs the vocabulary / table buffers; its AdamW is discarded
+        optimizer = torch.optim.SGD(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay,
+                                    momentum=0.99, nesterov=True)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+
+
+class nnUNetTrainerMalenia_nameonly_bench(nnUNetTrainerMalenia_nameonly):
+    """The name-only ablation (one disease-name phrase per lesion) on the benchmark schedule."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _apply_schedule(self)
