@@ -113,6 +113,16 @@ def test_split_option_controls_test_diseases(tmp_path: Path):
     assert test_diseases and test_diseases <= set(test["unseen_diseases"])
 
 
+def test_no_unseen_trains_on_every_disease_of_the_table(tmp_path: Path):
+    """The supervised upper bound of the zero-shot benchmark: every disease is a training label."""
+    assert synth(tmp_path, "--no-unseen", "--cases", "1", "--test-cases", "1", "--workers", "1") == 0
+    folder = tmp_path / "Dataset950_Tiny"
+    labels = json.loads((folder / "dataset.json").read_text())["labels"]
+    test = json.loads((folder / "dataset_test.json").read_text())
+    assert test["unseen_diseases"] == {} and len(test["seen_diseases"]) == 13
+    assert set(test["seen_diseases"]) <= set(labels)
+
+
 # ---- determinism -----------------------------------------------------------------------------
 def test_same_seed_same_bytes_whatever_the_worker_count(tiny: Path, tmp_path: Path):
     assert synth(tmp_path, "--seed", "7", "--workers", "2") == 0
@@ -153,6 +163,7 @@ def test_existing_folder_needs_force(tiny: Path, tmp_path: Path, capsys):
     (["--spacing", "1", "2"], "--spacing takes 1 or 3 values"),
     (["--cases", "0"], "--cases 0"),
     (["--workers", "3"], "--workers 3"),
+    (["--no-unseen", "--unseen", "pancreas cyst"], "--no-unseen and --unseen exclude each other"),
 ])
 def test_bad_requests_fail_with_one_line_and_write_nothing(tmp_path: Path, capsys, args, expected):
     msg = _error(capsys, synth(tmp_path, *args))
