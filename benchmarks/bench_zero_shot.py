@@ -10,7 +10,8 @@ One run, everything sequential on the CPU (never two trainings at once):
    Both planned and preprocessed by nnU-Net.
 2. `nnUNetv2_train ID 3d_fullres 0 -tr TRAINER -device cpu`, all on one schedule (E epochs x I
    iterations, benchmarks/trainers/): on 905 nnUNetTrainer_bench, nnUNetTrainerMalenia_bench,
-   nnUNetTrainerMalenia_nameonly_bench; on 906 nnUNetTrainer_bench.
+   nnUNetTrainerMalenia_nameonly_bench, nnUNetTrainerMalenia_benchSGD (Malenia with nnU-Net's SGD,
+   for the optimizer choice); on 906 nnUNetTrainer_bench.
 3. `malenia benchmark -d 905 -tr ... -tr 906/nnUNetTrainer_bench --folds 0`: predicts the 905 test
    cases with every model (Malenia models with their full knowledge table, unseen rows included;
    label numbers matched by name for the oracle), DSC and NSD per class, seen and unseen apart,
@@ -36,7 +37,8 @@ import bench_training as bt  # noqa: E402  (the shared synth / train / timing he
 
 ZS = (905, "MaleniaZS")
 ORACLE = (906, "MaleniaZSOracle")
-TRAINERS = {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench", "nnUNetTrainerMalenia_nameonly_bench"],
+TRAINERS = {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench", "nnUNetTrainerMalenia_nameonly_bench",
+                 "nnUNetTrainerMalenia_benchSGD"],
             ORACLE: ["nnUNetTrainer_bench"]}
 
 

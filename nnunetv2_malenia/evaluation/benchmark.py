@@ -405,7 +405,8 @@ def plot(result: BenchmarkResult, path: Path, source: str = "test") -> Path | No
     ax.set_ylabel("DSC (mean over cases)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
-    ax.set_title(f"Test-set DSC per lesion class, folds {', '.join(map(str, result.folds))}")
+    folds = f"fold{'s' if len(result.folds) > 1 else ''} {', '.join(map(str, result.folds))}"
+    ax.set_title(f"Test-set DSC per lesion class, {folds}")
     fig.tight_layout()
     partial = path.with_name(f".{path.name}.partial.png")
     fig.savefig(partial, dpi=110)
