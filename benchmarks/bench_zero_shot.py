@@ -53,6 +53,9 @@ def main() -> int:
     parser.add_argument("--n-proc-da", type=int, default=2, help="nnUNet_n_proc_DA")
     parser.add_argument("--stage", choices=("all", "train", "evaluate"), default="all")
     parser.add_argument("--reuse", action="store_true", help="keep datasets and trainings made with the same schedule")
+    parser.add_argument("--only", action="append", default=None, metavar="MODEL",
+                        help="train / evaluate only this model (repeatable): a trainer on 905, or 906/TRAINER "
+                             "(default: all of them)")
     parser.add_argument("--output", type=Path, default=None,
                         help="folder for the benchmark table and plot (default: WORKDIR/benchmark)")
     args = parser.parse_args()
@@ -64,10 +67,19 @@ def main() -> int:
                 "n_proc_da": args.n_proc_da, "shape": args.shape}
     synth = ("--shape", *[str(args.shape)] * 3, "--test-cases", str(args.test_cases))
     print(f"workdir {workdir}", flush=True)
+    wanted = lambda spec: args.only is None or spec in args.only  # noqa: E731
+    specs = {ZS: TRAINERS[ZS], ORACLE: [f"{ORACLE[0]}/{t}" for t in TRAINERS[ORACLE]]}
+    unknown = sorted(set(args.only or ()) - {s for group in specs.values() for s in group})
+    if unknown:
+        parser.error(f"--only {unknown[0]}: not a model of this benchmark; choose from "
+                     f"{', '.join(s for group in specs.values() for s in group)}")
     if args.stage in ("all", "train"):
         for (dataset_id, name), extra in ((ZS, ()), (ORACLE, ("--no-unseen",))):
+            chosen = [t for t, spec in zip(TRAINERS[(dataset_id, name)], specs[(dataset_id, name)]) if wanted(spec)]
+            if not chosen:
+                continue
             bt.prepare_dataset(workdir, env, args.reuse, dataset_id, name, synth + extra)
-            for trainer in TRAINERS[(dataset_id, name)]:
+            for trainer in chosen:
                 result = bt.train(workdir, env, trainer, schedule, args.reuse, dataset_id, name)
                 print(f"{dataset_id} {trainer}: {result['wall_s']:.0f} s, peak RSS {result['peak_rss_mb']:.0f} MB",
                       flush=True)
@@ -76,6 +88,7 @@ def main() -> int:
         base = ["malenia", "benchmark", "-d", str(ZS[0]), "--folds", "0", "-o", str(output), "--device", "cpu",
                 "--disable-tta"]
         entries = [(ZS, t, t) for t in TRAINERS[ZS]] + [(ORACLE, t, f"{ORACLE[0]}/{t}") for t in TRAINERS[ORACLE]]
+        entries = [entry for entry in entries if wanted(entry[2])]
         costs = []
         for dataset, trainer, spec in entries:  # one process per model: its own wall time and peak memory
             if not (bt.fold_dir(workdir, trainer, *dataset) / "checkpoint_final.pth").is_file():

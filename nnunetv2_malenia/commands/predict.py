@@ -54,14 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from nnunetv2_malenia.inference.zero_shot_predictor import ZeroShotPredictor
+    from nnunetv2_malenia.inference.zero_shot_predictor import ZeroShotPredictor, check_part
     from nnunetv2_malenia.knowledge import load_knowledge_table
 
     if not args.input.is_dir() or not any(args.input.glob("*_0000.*")):
         raise MaleniaError(f"{args.input}: no images named CASE_0000.<ext> (nnU-Net's naming) in this folder")
-    if not 0 <= args.part_id < args.num_parts:
-        raise MaleniaError(f"--part-id must be in 0..{args.num_parts - 1} for --num-parts {args.num_parts}, "
-                           f"got {args.part_id}")
+    check_part(args.num_parts, args.part_id)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     predictor = ZeroShotPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=not args.disable_tta,
                                   perform_everything_on_device=device.type == "cuda", device=device,

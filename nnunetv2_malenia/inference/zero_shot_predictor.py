@@ -25,6 +25,12 @@ from nnunetv2_malenia.knowledge.vocabulary import AttributeType, vocabulary_from
 from nnunetv2_malenia.network.config import PLANS_KEY
 
 
+def check_part(num_parts: int, part_id: int) -> None:
+    """nnUNetv2_predict's -num_parts/-part_id contract; called before a model is loaded, too."""
+    if not 0 <= part_id < num_parts:
+        raise MaleniaError(f"--part-id must be in 0..{num_parts - 1} for --num-parts {num_parts}, got {part_id}")
+
+
 @dataclass
 class ModelKnowledge:
     """What a trained model folder says about its text side (plans.json's "malenia" section)."""
@@ -194,8 +200,7 @@ class ZeroShotPredictor(nnUNetPredictor):
         from nnunetv2_malenia.inference.overlays import write_overlay
 
         ending = self.dataset_json["file_ending"]
-        if not 0 <= part_id < num_parts:
-            raise MaleniaError(f"--part-id must be in 0..{num_parts - 1} for --num-parts {num_parts}, got {part_id}")
+        check_part(num_parts, part_id)
         cases = get_identifiers_from_splitted_dataset_folder(str(input_folder), ending)[part_id::num_parts]
         files = create_lists_from_splitted_dataset_folder(str(input_folder), ending, cases, num_processes=1)
         from nnunetv2_malenia.inference.input_check import check_case
