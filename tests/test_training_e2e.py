@@ -43,11 +43,16 @@ def _run(command: list[str], env: dict, timeout: int = 900) -> subprocess.Comple
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     env = _env(root)
-    synth = run_malenia("synth", "-d", "903", "--name", "Tiny", "--cases", "6", "--test-cases", "2",
+    synth = run_malenia("synth", "-d", "903", "--name", "Tiny", "--cases", "8", "--test-cases", "2",
                         "--shape", "32", "32", "32", "--spacing", "3", "--seed", "1", "--workers", "1", env=env)
     assert synth.returncode == 0, synth.stderr
     _run(["nnUNetv2_plan_and_preprocess", "-d", "903", "-c", "3d_fullres", "--verify_dataset_integrity",
           "-np", "1", "-npfp", "1"], env)
+    # Fold 0 validates on every case (one seen disease each), so every label is in its cross-validation:
+    # nnU-Net's mean Dice over labels, which model selection maximises, is NaN when a label is absent.
+    cases = sorted(f.name.removesuffix("_0000.nii.gz") for f in (root / "raw" / "Dataset903_Tiny" / "imagesTr").iterdir())
+    splits = [{"train": cases, "val": cases}, {"train": cases[2:], "val": cases[:2]}]
+    (root / "preprocessed" / "Dataset903_Tiny" / "splits_final.json").write_text(json.dumps(splits))
     return root, env
 
 
@@ -92,6 +97,33 @@ def test_train_then_predict_with_stock_commands(dataset, trained):
         assert np.allclose(prediction.GetOrigin(), image.GetOrigin())
         assert np.allclose(prediction.GetDirection(), image.GetDirection())
         assert set(np.unique(sitk.GetArrayFromImage(prediction)).tolist()) <= labels
+
+
+def test_find_best_configuration_and_ensemble_work_unchanged(dataset, trained, tmp_path):
+    """Eval mode gives one logits tensor over the dataset's labels, so nnU-Net's model selection and
+    its ensembling of saved probabilities need nothing from the plugin."""
+    root, env = dataset
+    _run(["nnUNetv2_find_best_configuration", "903", "-c", "3d_fullres", "-tr", TRAINER, "-f", "0", "-np", "1"], env)
+    instructions = (root / "results" / "Dataset903_Tiny" / "inference_instructions.txt").read_text()
+    assert TRAINER in instructions and "nnUNetv2_predict" in instructions
+
+    images = root / "raw" / "Dataset903_Tiny" / "imagesTs"
+    num_labels = len(json.loads((root / "raw" / "Dataset903_Tiny" / "dataset.json").read_text())["labels"])
+    outputs = []
+    for name, extra in (("mirrored", []), ("plain", ["--disable_tta"])):
+        outputs.append(tmp_path / name)
+        _run(["nnUNetv2_predict", "-i", str(images), "-o", str(outputs[-1]), "-d", "903", "-c", "3d_fullres",
+              "-tr", TRAINER, "-f", "0", "-device", "cpu", "-npp", "0", "-nps", "0", "--save_probabilities", *extra],
+             env)
+    ensembled = tmp_path / "ensembled"
+    _run(["nnUNetv2_ensemble", "-i", *map(str, outputs), "-o", str(ensembled), "-np", "1"], env)
+    cases = sorted(f.name.replace("_0000.nii.gz", "") for f in images.glob("*_0000.nii.gz"))
+    for case in cases:
+        probabilities = [np.load(out / f"{case}.npz")["probabilities"] for out in outputs]
+        assert probabilities[0].shape[0] == num_labels
+        assert np.allclose(probabilities[0].sum(0), 1.0, atol=1e-3)
+        label_map = sitk.GetArrayFromImage(sitk.ReadImage(str(ensembled / f"{case}.nii.gz")))
+        assert np.array_equal(label_map, np.argmax(probabilities[0] + probabilities[1], axis=0))
 
 
 def test_killed_training_resumes_with_c(dataset):

@@ -31,7 +31,7 @@ result is already there is skipped, so an interrupted demo continues where it st
 starts over).
 
   default  48^3 phantoms, 40 training and 13 test cases, nnUNetTrainerMalenia_demo (40 epochs x
-           10 iterations), mirroring at test time: about 25 minutes on 2 CPU cores.
+           10 iterations), mirroring at test time: 21 minutes measured on 2 CPU cores.
   --quick  16 training cases, nnUNetTrainerMalenia_smoke (2 x 5 iterations), no mirroring:
            about 4 minutes; shows every step working, not what Malenia learns."""
 
