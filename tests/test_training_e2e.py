@@ -351,6 +351,8 @@ def test_predict_parts_split_the_cases_between_runs(dataset, trained, tmp_path):
     second = run_malenia(*base, "--part-id", "1", env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert sorted(p.name for p in out.glob("*.nii.gz")) == ["Tiny_test_0000.nii.gz", "Tiny_test_0001.nii.gz"]
+    # the open set is off unless a threshold is given (it belongs to a model: docs/inference.md)
+    assert "unknown lesion" not in json.loads((out / "dataset.json").read_text())["labels"]
 
     bad = run_malenia(*base, "--part-id", "2", env=env)
     assert bad.returncode == 2

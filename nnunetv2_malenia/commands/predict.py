@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--unknown-threshold", type=float, default=None, metavar="T",
                         help="open set: a lesion whose best knowledge-table row match is below T is labelled "
                         "'unknown lesion' (the last label) instead of its closest row; 0 turns this off "
-                        "(default: %.2f, measured in docs/benchmarks.md)" % OPEN_SET_THRESHOLD)
+                        "(default: %g; measure your model's threshold with benchmarks/bench_open_set.py, "
+                        "docs/benchmarks.md)" % OPEN_SET_THRESHOLD)
     parser.add_argument("--num-parts", type=int, default=1, metavar="N",
                         help="split the cases into N parts, as nnUNetv2_predict -num_parts (default: 1)")
     parser.add_argument("--part-id", type=int, default=0, metavar="K",
