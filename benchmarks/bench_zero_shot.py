@@ -67,15 +67,16 @@ def main() -> int:
                 "n_proc_da": args.n_proc_da, "shape": args.shape}
     synth = ("--shape", *[str(args.shape)] * 3, "--test-cases", str(args.test_cases))
     print(f"workdir {workdir}", flush=True)
-    wanted = lambda spec: args.only is None or spec in args.only  # noqa: E731
-    specs = {ZS: TRAINERS[ZS], ORACLE: [f"{ORACLE[0]}/{t}" for t in TRAINERS[ORACLE]]}
-    unknown = sorted(set(args.only or ()) - {s for group in specs.values() for s in group})
+    # (dataset, trainer, spec): spec is how `malenia benchmark -tr` names the model
+    entries = [(ZS, t, t) for t in TRAINERS[ZS]] + [(ORACLE, t, f"{ORACLE[0]}/{t}") for t in TRAINERS[ORACLE]]
+    specs = [spec for _, _, spec in entries]
+    unknown = sorted(set(args.only or ()) - set(specs))
     if unknown:
-        parser.error(f"--only {unknown[0]}: not a model of this benchmark; choose from "
-                     f"{', '.join(s for group in specs.values() for s in group)}")
+        parser.error(f"--only {unknown[0]}: not a model of this benchmark; choose from {', '.join(specs)}")
+    entries = [entry for entry in entries if args.only is None or entry[2] in args.only]
     if args.stage in ("all", "train"):
         for (dataset_id, name), extra in ((ZS, ()), (ORACLE, ("--no-unseen",))):
-            chosen = [t for t, spec in zip(TRAINERS[(dataset_id, name)], specs[(dataset_id, name)]) if wanted(spec)]
+            chosen = [trainer for dataset, trainer, _ in entries if dataset == (dataset_id, name)]
             if not chosen:
                 continue
             bt.prepare_dataset(workdir, env, args.reuse, dataset_id, name, synth + extra)
@@ -87,8 +88,6 @@ def main() -> int:
         output = (args.output or workdir / "benchmark").resolve()
         base = ["malenia", "benchmark", "-d", str(ZS[0]), "--folds", "0", "-o", str(output), "--device", "cpu",
                 "--disable-tta"]
-        entries = [(ZS, t, t) for t in TRAINERS[ZS]] + [(ORACLE, t, f"{ORACLE[0]}/{t}") for t in TRAINERS[ORACLE]]
-        entries = [entry for entry in entries if wanted(entry[2])]
         costs = []
         for dataset, trainer, spec in entries:  # one process per model: its own wall time and peak memory
             if not (bt.fold_dir(workdir, trainer, *dataset) / "checkpoint_final.pth").is_file():

@@ -50,7 +50,8 @@ def dataset(tmp_path_factory):
           "-np", "1", "-npfp", "1"], env)
     # Fold 0 validates on every case (one seen disease each), so every label is in its cross-validation:
     # nnU-Net's mean Dice over labels, which model selection maximises, is NaN when a label is absent.
-    cases = sorted(f.name.removesuffix("_0000.nii.gz") for f in (root / "raw" / "Dataset903_Tiny" / "imagesTr").iterdir())
+    images = root / "raw" / "Dataset903_Tiny" / "imagesTr"
+    cases = sorted(f.name.removesuffix("_0000.nii.gz") for f in images.iterdir())
     splits = [{"train": cases, "val": cases}, {"train": cases[2:], "val": cases[:2]}]
     (root / "preprocessed" / "Dataset903_Tiny" / "splits_final.json").write_text(json.dumps(splits))
     return root, env

@@ -263,7 +263,10 @@ class nnUNetTrainerMalenia_smoke(nnUNetTrainerMalenia):
 
 
 class nnUNetTrainerMalenia_demo(nnUNetTrainerMalenia):
-    """`malenia demo`'s CPU-sized schedule: 40 epochs x 10 iterations (19 min measured on 2 cores at 48^3, docs/benchmarks.md)."""
+    """`malenia demo`'s CPU-sized schedule: 40 epochs x 10 iterations.
+
+    19 min measured on 2 cores at 48^3 (docs/benchmarks.md).
+    """
 
     schedule = {"num_epochs": 40, "num_iterations_per_epoch": 10, "num_val_iterations_per_epoch": 2}
 
