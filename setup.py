@@ -36,6 +36,7 @@ setup(
     package_data={
         "nnunetv2_malenia.attribute_tables": ["*.yaml"],
         "nnunetv2_malenia.text": ["model_configs/*.json"],
+        "nnunetv2_malenia.synthetic": ["presets/*.json"],
     },
     install_requires=[
         "nnunetv2==2.8.1",

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "import_annotations",
     "embed",
     "synth",
+    "cpu_config",
     "predict",
     "evaluate",
     "benchmark",

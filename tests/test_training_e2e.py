@@ -127,6 +127,34 @@ def test_find_best_configuration_and_ensemble_work_unchanged(dataset, trained, t
         assert np.array_equal(label_map, np.argmax(probabilities[0] + probabilities[1], axis=0))
 
 
+def test_cpu_configuration_trains_and_predicts_with_stock_commands(dataset, tmp_path):
+    """`malenia cpu-config` adds 3d_cpu to nnU-Net's plans; stock train and predict use it unchanged,
+    on the parent's preprocessed data, and the CPU recipe's trainer sets itself up on it."""
+    root, env = dataset
+    added = run_malenia("cpu-config", "-d", "903", "--features", "8", "16", "32", env=env)
+    assert added.returncode == 0, added.stderr
+    assert "added 3d_cpu" in added.stdout and "features 8-16-32" in added.stdout
+    _run(["nnUNetv2_train", "903", "3d_cpu", "0", "-tr", TRAINER, "-device", "cpu"], _train_env(env))
+    folder = root / "results" / "Dataset903_Tiny" / f"{TRAINER}__nnUNetPlans__3d_cpu"
+    assert (folder / "fold_0" / "checkpoint_final.pth").is_file()
+    plans = json.loads((folder / "plans.json").read_text())
+    assert plans["configurations"]["3d_cpu"]["architecture"]["arch_kwargs"]["features_per_stage"] == [8, 16, 32]
+    assert sorted(p.name for p in (root / "preprocessed" / "Dataset903_Tiny").iterdir() if p.is_dir()) == \
+        ["gt_segmentations", "nnUNetPlans_3d_fullres"]                     # no second copy of the data
+
+    out = tmp_path / "predicted_cpu"
+    _run(["nnUNetv2_predict", "-i", str(root / "raw" / "Dataset903_Tiny" / "imagesTs"), "-o", str(out), "-d", "903",
+          "-c", "3d_cpu", "-tr", TRAINER, "-f", "0", "-device", "cpu", "-npp", "0", "-nps", "0"], env)
+    assert len(list(out.glob("*.nii.gz"))) == 2
+
+    probe = ("from nnunetv2.run.run_training import get_trainer_from_args as g; import torch;"
+             "t = g('903', '3d_cpu', 0, 'nnUNetTrainer_cpu', device=torch.device('cpu')); t.initialize();"
+             "print(type(t.optimizer).__name__, t.optimizer.param_groups[0]['lr'], t.inference_allowed_mirroring_axes,"
+             " t.num_epochs * t.num_iterations_per_epoch)")
+    result = _run([sys.executable, "-c", probe], env)
+    assert result.stdout.split()[-4:] == ["AdamW", "0.001", "None", "1500"]
+
+
 def test_killed_training_resumes_with_c(dataset):
     root, env = dataset
     fold = _model_folder(root) / "fold_1"

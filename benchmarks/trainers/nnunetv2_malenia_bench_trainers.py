@@ -12,6 +12,8 @@ All share one schedule, read from the environment at construction so that stock
 - nnUNetTrainerMalenia_benchSGD: nnUNetTrainerMalenia with nnU-Net's optimizer and learning rate
   (SGD lr 1e-2, momentum 0.99, Nesterov, poly); the parent's configure_optimizers still runs first,
   so the vocabulary and knowledge-table buffers are installed exactly as in the real trainer.
+- nnUNetTrainer_cpu_nnunetrecipe: nnU-Net's recipe on the CPU tier's schedule (not read from the
+  environment: CpuRecipe.cpu_schedule), beside nnUNetTrainer_cpu in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -79,3 +81,15 @@ class nnUNetTrainerMalenia_nameonly_bench(nnUNetTrainerMalenia_nameonly):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         _apply_schedule(self)
+
+
+class nnUNetTrainer_cpu_nnunetrecipe(nnUNetTrainer):
+    """nnU-Net's own recipe (SGD 1e-2, momentum 0.99, Nesterov, poly; mirroring; full augmentation)
+    on the CPU tier's schedule: what the CPU recipe (nnunetv2_malenia.training.cpu_recipe) buys."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        from nnunetv2_malenia.training.cpu_recipe import CpuRecipe
+        for name, value in CpuRecipe.cpu_schedule.items():
+            setattr(self, name, value)

@@ -18,8 +18,8 @@ DESCRIPTION = """\
 Runs Malenia's main job end to end on the embedded synthetic CT benchmark, with nnU-Net's own
 commands where nnU-Net has one:
 
-  1. malenia synth                  CT phantoms; five diseases kept out of training
-  2. nnUNetv2_plan_and_preprocess   nnU-Net's planning and preprocessing
+  1. malenia synth --preset TIER    CT phantoms; some diseases kept out of training
+  2. nnUNetv2_plan_and_preprocess   nnU-Net's planning and preprocessing (+ malenia cpu-config)
   3. nnUNetv2_train ... -tr T       a CPU-sized Malenia (progress bar over epochs)
   4. zero-shot prediction           every test case, every knowledge-table row (unseen included),
                                     label maps, lesion reports and overlay pictures
@@ -30,23 +30,33 @@ nnU-Net folders are not touched); each step's full output is in WORKDIR/logs. A 
 result is already there is skipped, so an interrupted demo continues where it stopped (--force
 starts over).
 
-  default  48^3 phantoms, 40 training and 13 test cases, nnUNetTrainerMalenia_demo (40 epochs x
-           10 iterations), mirroring at test time: 21 minutes measured on 2 CPU cores.
-  --quick  16 training cases, nnUNetTrainerMalenia_smoke (2 x 5 iterations), no mirroring:
-           about 4 minutes; shows every step working, not what Malenia learns."""
+  default      the CPU tier (malenia synth --preset cpu: 48^3, 10 diseases, 4 unseen), 120 training
+               and 20 test cases, the small 3d_cpu network, nnUNetTrainerMalenia_cpu_demo, no
+               mirroring (the CPU recipe): see docs/benchmarks.md for the measured time.
+  --tier full  the full benchmark (13 diseases, 5 unseen) at 48^3, 40 training and 13 test cases,
+               3d_fullres, nnUNetTrainerMalenia_demo (40 epochs x 10 iterations), mirroring: 21 min.
+  --quick      16 training cases, nnUNetTrainerMalenia_smoke (2 x 5 iterations), no mirroring:
+               a few minutes; shows every step working, not what Malenia learns."""
 
 
 @dataclass(frozen=True)
 class DemoPlan:
+    preset: str
     cases: int
     test_cases: int
     shape: int
+    configuration: str
     trainer: str
+    epochs: int
     tta: bool
 
 
-FULL = DemoPlan(cases=40, test_cases=13, shape=48, trainer="nnUNetTrainerMalenia_demo", tta=True)
-QUICK = DemoPlan(cases=16, test_cases=13, shape=48, trainer="nnUNetTrainerMalenia_smoke", tta=False)
+PLANS = {
+    ("cpu", False): DemoPlan("cpu", 120, 20, 48, "3d_cpu", "nnUNetTrainerMalenia_cpu_demo", 30, tta=False),
+    ("cpu", True): DemoPlan("cpu", 16, 10, 48, "3d_cpu", "nnUNetTrainerMalenia_smoke", 2, tta=False),
+    ("full", False): DemoPlan("full", 40, 13, 48, "3d_fullres", "nnUNetTrainerMalenia_demo", 40, tta=True),
+    ("full", True): DemoPlan("full", 16, 13, 48, "3d_fullres", "nnUNetTrainerMalenia_smoke", 2, tta=False),
+}
 EPOCH_LINE = re.compile(r"^\S+ \S+: Epoch (\d+)\s*$")
 
 
@@ -54,6 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="the main job end to end on synthetic CT: train, zero-shot predict, score",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a first look in a few minutes (smoke schedule)")
+    parser.add_argument("--tier", choices=("cpu", "full"), default="cpu",
+                        help="benchmark tier: cpu (sized for 2 CPU cores) or full (default: %(default)s)")
     parser.add_argument("--workdir", type=Path, default=Path("malenia_demo"), help="default: ./%(default)s")
     parser.add_argument("-d", "--dataset-id", type=int, default=990, help="dataset id to use (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="start over: regenerate, retrain, repredict")
@@ -88,7 +100,7 @@ def _run_logged(command: list[str], env: dict, log: Path, on_line=None) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    plan = QUICK if args.quick else FULL
+    plan = PLANS[(args.tier, args.quick)]
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     env = _env(workdir)
@@ -96,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     name = f"Dataset{args.dataset_id:03d}_MaleniaDemo"
     raw = workdir / "nnUNet_raw" / name
     pre = workdir / "nnUNet_preprocessed" / name
-    model = workdir / "nnUNet_results" / name / f"{plan.trainer}__nnUNetPlans__3d_fullres"
+    model = workdir / "nnUNet_results" / name / f"{plan.trainer}__nnUNetPlans__{plan.configuration}"
     logs = workdir / "logs"
     start = time.perf_counter()
     steps = tqdm(total=5, desc="malenia demo", unit="step", position=0, leave=True,
@@ -109,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     synth_config = raw / "synthetic_config.json"
     if args.force or not synth_config.is_file() or _config_changed(synth_config, plan):
         _run_logged([sys.executable, "-m", "nnunetv2_malenia.cli", "synth", "-d", str(args.dataset_id), "--name",
-                     "MaleniaDemo", "--cases", str(plan.cases), "--test-cases", str(plan.test_cases), "--seed", "0",
+                     "MaleniaDemo", "--preset", plan.preset, "--cases", str(plan.cases), "--test-cases", str(plan.test_cases), "--seed", "0",
                      "--shape", *[str(plan.shape)] * 3, "--force", "--preview", str(workdir / "synth_preview.png")],
                     env, logs / "synth.log")
         args.force = True  # everything after depends on the data
@@ -122,11 +134,14 @@ def run(args: argparse.Namespace) -> int:
                     # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA): 0 would fail there
                     {**env, "nnUNet_n_proc_DA": env["nnUNet_n_proc_DA"] if env["nnUNet_n_proc_DA"] != "0" else "2"},
                     logs / "plan_and_preprocess.log")
+    if plan.configuration == "3d_cpu":
+        _run_logged([sys.executable, "-m", "nnunetv2_malenia.cli", "cpu-config", "-d", str(args.dataset_id)], env,
+                    logs / "cpu_config.log")
     steps.update(1)
 
     step(f"training {plan.trainer}")
     if args.force or not (model / "fold_0" / "checkpoint_final.pth").is_file():
-        epochs = tqdm(total=2 if args.quick else 40, desc="  epochs", unit="epoch", position=1, leave=False)
+        epochs = tqdm(total=plan.epochs, desc="  epochs", unit="epoch", position=1, leave=False)
 
         def on_line(line: str) -> None:
             match = EPOCH_LINE.match(line)
@@ -136,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
             elif "predicting" in line and epochs.n:
                 epochs.set_description_str("  final validation")
 
-        _run_logged(["nnUNetv2_train", str(args.dataset_id), "3d_fullres", "0", "-tr", plan.trainer, "-device", "cpu"],
-                    env, logs / "train.log", on_line)
+        _run_logged(["nnUNetv2_train", str(args.dataset_id), plan.configuration, "0", "-tr", plan.trainer,
+                     "-device", "cpu"], env, logs / "train.log", on_line)
         epochs.close()
     steps.update(1)
 
@@ -147,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
     output = workdir / "results"
     if args.force and output.exists():
         shutil.rmtree(output)
-    result = run_benchmark(args.dataset_id, [plan.trainer], [0], output, device="cpu", tta=plan.tta, overlays=True,
-                           cross_validation=False, log=lambda _: None)
+    result = run_benchmark(args.dataset_id, [plan.trainer], [0], output, configuration=plan.configuration,
+                           device="cpu", tta=plan.tta, overlays=True, cross_validation=False, log=lambda _: None)
     steps.update(2)
     steps.close()
     predictions = output / "predictions" / plan.trainer / "fold_0" / "raw"
@@ -167,5 +182,6 @@ def _config_changed(config_file: Path, plan: DemoPlan) -> bool:
     import json
 
     config = json.loads(config_file.read_text())
-    return (config.get("cases"), config.get("test_cases"), list(config.get("shape_xyz", []))) != \
-        (plan.cases, plan.test_cases, [plan.shape] * 3)
+    preset = config.get("preset", {}).get("name", "full")
+    return (preset, config.get("cases"), config.get("test_cases"), list(config.get("shape_xyz", []))) != \
+        (plan.preset, plan.cases, plan.test_cases, [plan.shape] * 3)

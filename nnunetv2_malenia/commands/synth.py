@@ -20,7 +20,13 @@ those labels. lesion_attributes.json holds every lesion's attributes and a repor
 Output: $nnUNet_raw/DatasetID_NAME (or --output-root). Same seed = same bytes, whatever --workers."""
 
 EPILOG = """\
+presets (--preset; a preset is a JSON file of generator settings, see docs/synthetic.md):
+  full  64^3, 13 diseases (5 unseen), lesion sizes that need GPU-length training (default)
+  cpu   48^3, 10 diseases (4 unseen), large high-contrast lesions, 2-3 diseases a case: the tier
+        plain nnUNetTrainer learns in about 20 minutes on 2 CPU cores (120 + 40 cases by default)
+
 examples:
+  malenia synth -d 905 --name MaleniaCPU --preset cpu
   malenia synth -d 901 --name MaleniaSynth --cases 40 --seed 0
   malenia synth -d 902 --name Tiny --cases 4 --test-cases 2 --shape 32 32 32 --output-root /tmp/raw
   malenia synth -d 901 --name MaleniaSynth --cases 40 --force --preview docs/synthetic_preview.png
@@ -35,18 +41,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-d", "--dataset-id", type=int, required=True, metavar="ID",
                         help="nnU-Net dataset id (1-999); the folder is DatasetID_NAME")
     parser.add_argument("--name", default="MaleniaSynth", help="dataset name (default: %(default)s)")
-    parser.add_argument("--cases", type=int, required=True, metavar="N", help="number of training cases")
+    parser.add_argument("--preset", default="full", metavar="NAME|JSON",
+                        help="generator preset: full, cpu, or a preset .json file (default: %(default)s)")
+    parser.add_argument("--cases", type=int, default=None, metavar="N",
+                        help="number of training cases (default: the preset's; the full preset needs it)")
     parser.add_argument("--test-cases", type=int, default=None, metavar="M",
-                        help="number of test cases (default: one per test disease, at least N/4)")
+                        help="number of test cases (default: the preset's, else one per test disease, at least N/4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], metavar=("X", "Y", "Z"),
-                        help="volume size in voxels, 32-256 per axis (default: 64 64 64)")
-    parser.add_argument("--spacing", type=float, nargs="+", default=[2.5], metavar="MM",
-                        help="voxel spacing in mm: one value (isotropic) or X Y Z (default: 2.5)")
+    parser.add_argument("--shape", type=int, nargs=3, default=None, metavar=("X", "Y", "Z"),
+                        help="volume size in voxels, 32-256 per axis (default: the preset's, 64^3 full, 48^3 cpu)")
+    parser.add_argument("--spacing", type=float, nargs="+", default=None, metavar="MM",
+                        help="voxel spacing in mm: one value (isotropic) or X Y Z (default: the preset's, 2.5)")
     parser.add_argument("--split", choices=("seen", "unseen", "all"), default="all",
                         help="which diseases the test cases contain (default: %(default)s)")
-    parser.add_argument("--table", default="synthetic_knowledge_table",
-                        help="knowledge table (path or shipped name) the diseases come from (default: %(default)s)")
+    parser.add_argument("--table", default=None,
+                        help="knowledge table (path or shipped name) the diseases come from (default: the preset's)")
     parser.add_argument("--unseen", action="append", default=None, metavar="DISEASE",
                         help="a disease to keep out of training (repeatable; default: the table's built-in split)")
     parser.add_argument("--no-unseen", action="store_true",
@@ -65,22 +74,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nnunetv2_malenia.synthetic.benchmark import load_benchmark, split_problems
     from nnunetv2_malenia.synthetic.dataset_writer import SynthConfig, generate_dataset
+    from nnunetv2_malenia.synthetic.presets import load_preset
 
     root = args.output_root or os.environ.get("nnUNet_raw")
     if not root:
         raise MaleniaError("$nnUNet_raw is not set; export nnUNet_raw=/path/to/nnUNet_raw or pass --output-root DIR")
-    if len(args.spacing) not in (1, 3):
+    preset = load_preset(args.preset)
+    if args.spacing is not None and len(args.spacing) not in (1, 3):
         raise MaleniaError(f"--spacing takes 1 or 3 values, got {len(args.spacing)}")
-    spacing = tuple(args.spacing * 3 if len(args.spacing) == 1 else args.spacing)
+    spacing = None if args.spacing is None else tuple(args.spacing * 3 if len(args.spacing) == 1 else args.spacing)
+    cases = args.cases if args.cases is not None else preset.default_cases
+    if cases is None:
+        raise MaleniaError(f"--cases is required with the {preset.name!r} preset (it has no default case count)")
+    test_cases = args.test_cases if args.test_cases is not None else (
+        preset.default_test_cases if args.cases is None else None)
     if args.no_unseen and args.unseen:
         raise MaleniaError("--no-unseen and --unseen exclude each other; pass one of them")
     unseen = () if args.no_unseen else (tuple(args.unseen) if args.unseen else None)
     cfg = SynthConfig(
-        dataset_id=args.dataset_id, name=args.name, cases=args.cases, output_root=str(root), seed=args.seed,
-        test_cases=args.test_cases, shape_xyz=tuple(args.shape), spacing_xyz=spacing, split=args.split,
-        table=str(args.table), unseen=unseen, force=args.force, workers=args.workers)
+        dataset_id=args.dataset_id, name=args.name, cases=cases, output_root=str(root), seed=args.seed,
+        test_cases=test_cases, shape_xyz=None if args.shape is None else tuple(args.shape), spacing_xyz=spacing,
+        split=args.split, table=None if args.table is None else str(args.table), unseen=unseen, force=args.force,
+        workers=args.workers, preset=args.preset)
     if unseen:
-        for problem in split_problems(load_benchmark(cfg.table, unseen)):
+        for problem in split_problems(load_benchmark(cfg.table, unseen, cfg.preset)):
             print(f"malenia synth: warning: {problem}", file=sys.stderr)
 
     start = time.perf_counter()
@@ -91,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
     target = generate_dataset(cfg, progress)
     elapsed = time.perf_counter() - start
-    print(f"wrote {target} ({cfg.cases} training cases, test cases in imagesTs) in {elapsed:.1f} s")
+    print(f"wrote {target} ({cfg.cases} training cases, test cases in imagesTs; preset {preset.name}) "
+          f"in {elapsed:.1f} s")
     if args.preview is not None:
         from nnunetv2_malenia.synthetic.preview import write_preview
         print(f"wrote {write_preview(target, args.preview)}")

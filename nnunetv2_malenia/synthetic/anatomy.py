@@ -141,8 +141,21 @@ def _sizes(rng: np.random.Generator, xyz, rel: float = 0.08) -> tuple[float, flo
     return tuple(float(v * rng.uniform(1 - rel, 1 + rel)) for v in xyz)
 
 
-def build_anatomy(shape: tuple[int, int, int], rng: np.random.Generator) -> Anatomy:
-    """Draw one jittered torso (array order z, y, x). Cost is a few dozen vectorised passes."""
+def _scaled(semi_xyz, factor: float) -> tuple[float, float, float]:
+    return tuple(float(v * factor) for v in semi_xyz) if factor != 1.0 else tuple(semi_xyz)
+
+
+def build_anatomy(shape: tuple[int, int, int], rng: np.random.Generator,
+                  organ_scale: dict[str, float] | None = None) -> Anatomy:
+    """Draw one jittered torso (array order z, y, x). Cost is a few dozen vectorised passes.
+
+    `organ_scale` enlarges organs by name (liver, spleen, right/left kidney: semi-axes times the
+    factor), so a small volume can hold lesions of several hundred voxels; it draws no extra
+    random numbers, so the rest of the case stays as it would be."""
+    scale = {name: 1.0 for name in ORGAN_LABELS} | dict(organ_scale or {})
+    unknown = sorted(set(scale) - set(ORGAN_LABELS))
+    if unknown:
+        raise ValueError(f"organ_scale: unknown organ {unknown[0]!r}; organs are {', '.join(ORGAN_LABELS)}")
     grid = normalized_grid(shape)
     uz, uy, ux = grid
     full = np.broadcast_shapes(uz.shape, uy.shape, ux.shape)
@@ -208,17 +221,20 @@ def build_anatomy(shape: tuple[int, int, int], rng: np.random.Generator) -> Anat
         tissue[region] = label
 
     liver_c = _jitter(rng, (-0.36, 0.0, 0.2), 0.03)
-    liver = _ellipsoid(grid, liver_c, _sizes(rng, (0.42, 0.46, 0.33)), wobble, 0.12)
-    left_lobe = _ellipsoid(grid, _jitter(rng, (0.08, -0.28, 0.3), 0.03), _sizes(rng, (0.3, 0.2, 0.17)), wobble, 0.12)
+    liver = _ellipsoid(grid, liver_c, _scaled(_sizes(rng, (0.42, 0.46, 0.33)), scale["liver"]), wobble, 0.12)
+    left_lobe = _ellipsoid(grid, _jitter(rng, (0.08, -0.28, 0.3), 0.03),
+                           _scaled(_sizes(rng, (0.3, 0.2, 0.17)), scale["liver"]), wobble, 0.12)
     paint(liver | left_lobe, ORGAN_LABELS["liver"])
     gallbladder = _ellipsoid(grid, _jitter(rng, (-0.3, -0.37, -0.06), 0.02), _sizes(rng, (0.11, 0.11, 0.18)), wobble, 0.05)
     paint(gallbladder, ORGAN_LABELS["gallbladder"], override=(ORGAN_LABELS["liver"],))
-    spleen = _ellipsoid(grid, _jitter(rng, (0.48, 0.22, 0.36), 0.02), _sizes(rng, (0.19, 0.27, 0.25)), wobble, 0.1)
+    spleen = _ellipsoid(grid, _jitter(rng, (0.48, 0.22, 0.36), 0.02),
+                        _scaled(_sizes(rng, (0.19, 0.27, 0.25)), scale["spleen"]), wobble, 0.1)
     paint(spleen, ORGAN_LABELS["spleen"])
     for name, centre, hilum_side in (("right kidney", (-0.37, 0.36, -0.12), 1), ("left kidney", (0.37, 0.34, -0.1), -1)):
         c = _jitter(rng, centre, 0.025)
-        kidney = _ellipsoid(grid, c, _sizes(rng, (0.17, 0.16, 0.28)), wobble, 0.06)
-        sinus = _ellipsoid(grid, (c[0] + hilum_side * 0.09, c[1] - 0.02, c[2]), (0.065, 0.055, 0.12))
+        f = scale[name]
+        kidney = _ellipsoid(grid, c, _scaled(_sizes(rng, (0.17, 0.16, 0.28)), f), wobble, 0.06)
+        sinus = _ellipsoid(grid, (c[0] + hilum_side * 0.09 * f, c[1] - 0.02, c[2]), _scaled((0.065, 0.055, 0.12), f))
         paint(kidney & ~sinus, ORGAN_LABELS[name])
 
     tubes: dict[str, Tube] = {}

@@ -4,11 +4,12 @@ Density is relative to the host organ in the scan's phase: after contrast, paren
 more than most tumours, so hypo/hyperdense lesions differ more from the organ than before
 contrast. Every value changes something a test can measure:
 
-- hypodense / hyperdense: mean HU below / above the host by 30-50 HU;
+- hypodense / hyperdense: mean HU below / above the host by the preset's offsets (30-50 HU in
+  the full tier, 80-100 HU in the CPU tier);
 - isodense: mean within a few HU of the host, made visible by a thin darker capsule (1 voxel);
 - mixed-density: two intermixed compartments, one below and one above the host;
 - low-density ground-glass opacity (lung only): hazy -560 HU;
-- heterogeneous: correlated texture of 22 HU std inside; homogeneous: image noise only;
+- heterogeneous: correlated texture inside (22 HU std in the full tier, 35 in the CPU tier); homogeneous: image noise only;
 - ill-defined margin: the lesion blends into its surroundings over ~1.6 voxels (Gaussian), a
   well-defined one only through the scanner's PSF;
 - presence of decreased density areas: a necrotic, fluid-density core;
@@ -27,8 +28,8 @@ from scipy import ndimage
 
 from nnunetv2_malenia.synthetic.fields import random_unit_vectors, smooth_field, texture_field
 from nnunetv2_malenia.synthetic.hu import CALCIUM_HU, CONTRAST, FLUID_HU, GAS_HU, GROUND_GLASS_HU
+from nnunetv2_malenia.synthetic.presets import FULL, GeneratorPreset
 
-HETEROGENEOUS_STD_HU = 22.0
 ILL_DEFINED_SIGMA_VOXELS = 1.6
 CAPSULE_DROP_HU = 35.0
 
@@ -42,15 +43,15 @@ class LesionLook:
     hard: list[tuple[np.ndarray, float]] = field(default_factory=list)
 
 
-def density_offsets(phase: str) -> tuple[float, float]:
+def density_offsets(phase: str, preset: GeneratorPreset = FULL) -> tuple[float, float]:
     """(hypodense drop, hyperdense rise) in HU relative to the host organ in this phase."""
-    return (50.0, 50.0) if phase == CONTRAST else (32.0, 38.0)
+    return preset.hypodense_drop_hu[phase], preset.hyperdense_rise_hu[phase]
 
 
 def base_density(density: str, host_hu: float, phase: str, in_lung: bool,
-                 rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+                 rng: np.random.Generator, shape: tuple[int, ...], preset: GeneratorPreset = FULL) -> np.ndarray:
     """The lesion's CT numbers before texture and features, as a field over its box."""
-    drop, rise = density_offsets(phase)
+    drop, rise = density_offsets(phase, preset)
     solid_lung = 70.0 if phase == CONTRAST else 25.0   # a solid nodule in aerated lung
     field_ = np.empty(shape, dtype=np.float32)
     if density == "hypodense lesion":
@@ -76,13 +77,14 @@ def base_density(density: str, host_hu: float, phase: str, in_lung: bool,
 
 
 def render_lesion(mask: np.ndarray, attributes: dict, host_hu: float, phase: str, in_lung: bool,
-                  rng: np.random.Generator) -> LesionLook:
-    """Turn one lesion's attribute values into CT numbers over its box (mask = its label)."""
+                  rng: np.random.Generator, preset: GeneratorPreset = FULL) -> LesionLook:
+    """Turn one lesion's attribute values into CT numbers over its box (mask = its label); the
+    preset sets the density offsets and the texture strength."""
     shape = mask.shape
     features = set(attributes["specific_features"])
-    hu = base_density(attributes["density"], host_hu, phase, in_lung, rng, shape)
+    hu = base_density(attributes["density"], host_hu, phase, in_lung, rng, shape, preset)
     if attributes["density_variation"] == "heterogeneous":
-        hu += HETEROGENEOUS_STD_HU * texture_field(rng, shape, 0.9)
+        hu += preset.heterogeneous_std_hu * texture_field(rng, shape, 0.9)
 
     depth = ndimage.distance_transform_edt(mask)          # voxels to the lesion's edge
     depth_rel = depth / max(float(depth.max()), 1.0)

@@ -9,34 +9,20 @@ allowed values are disjoint), while most of its values occur in some seen diseas
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from nnunetv2_malenia.errors import MaleniaError, TableError
 from nnunetv2_malenia.knowledge.knowledge_table import DiseaseRow, KnowledgeTable, load_knowledge_table
 from nnunetv2_malenia.synthetic.anatomy import LOCATION_ORGAN, ORGAN_LABELS
+from nnunetv2_malenia.synthetic.presets import FULL, GeneratorPreset, available_presets, load_preset
 
-DEFAULT_TABLE = "synthetic_knowledge_table"
-DEFAULT_UNSEEN = ("pancreas cyst", "liver hemangioma", "gallbladder cancer", "splenic metastasis", "ground-glass nodule")
+DEFAULT_TABLE = FULL.table
 MIN_DIFFERING_TYPES = 2
 SPLITS = ("seen", "unseen", "all")
 
-# Lesion radius range (voxels on a 64-voxel axis; scaled with the volume) per default disease.
-RADIUS_RANGES: dict[str, tuple[float, float]] = {
-    "liver cyst": (2.5, 4.5),
-    "liver tumor": (4.0, 6.5),
-    "kidney cyst": (2.5, 4.0),
-    "kidney tumor": (3.5, 5.0),
-    "kidney stone": (1.6, 2.3),
-    "pancreas tumor": (2.8, 4.0),
-    "lung tumor": (2.3, 3.5),
-    "colon tumor": (2.2, 3.2),
-    "pancreas cyst": (2.6, 3.4),
-    "liver hemangioma": (3.5, 5.5),
-    "gallbladder cancer": (2.3, 3.0),
-    "splenic metastasis": (2.3, 3.3),
-    "ground-glass nodule": (2.5, 4.0),
-}
-# For diseases of other tables: by host organ.
+# Lesion radius range (voxels on the preset's reference axis) for diseases of tables the preset
+# has no sizes for: by host organ.
 ORGAN_RADIUS_RANGES: dict[int, tuple[float, float]] = {
     1: (3.0, 6.0), 2: (2.5, 4.5), 3: (2.5, 4.5), 4: (2.3, 3.5), 5: (2.2, 3.5),
     6: (2.0, 2.8), 7: (2.5, 4.0), 8: (2.5, 4.0), 9: (2.2, 3.2),
@@ -83,6 +69,7 @@ class Benchmark:
     table: KnowledgeTable
     seen: tuple[str, ...]
     unseen: tuple[str, ...]
+    preset: GeneratorPreset = FULL
 
     def train_labels(self) -> dict[str, int]:
         """nnU-Net's labels: background, the organs, then one label per seen disease."""
@@ -102,21 +89,34 @@ class Benchmark:
         return {"seen": self.seen, "unseen": self.unseen, "all": self.seen + self.unseen}[split]
 
     def radius_range(self, disease: str) -> tuple[float, float]:
-        if disease in RADIUS_RANGES and self.table.name == "malenia-synthetic":
-            return RADIUS_RANGES[disease]
+        if disease in self.preset.radius_ranges and is_preset_table(self.table, self.preset):
+            return self.preset.radius_ranges[disease]
         organs = [LOCATION_ORGAN[loc] for loc in self.table.row(disease).attributes["location"]]
         lo = min(ORGAN_RADIUS_RANGES[o][0] for o in organs)
         hi = min(ORGAN_RADIUS_RANGES[o][1] for o in organs)
         return lo, hi
 
 
-def load_benchmark(table: str | Path = DEFAULT_TABLE, unseen: tuple[str, ...] | None = None) -> Benchmark:
-    """Load a knowledge table, check the generator can draw every row, and split it."""
-    kt = load_knowledge_table(table)
+@lru_cache(maxsize=None)
+def _table_name(table: str) -> str:
+    return load_knowledge_table(table).name
+
+
+def is_preset_table(table: KnowledgeTable, preset: GeneratorPreset) -> bool:
+    """Whether `table` is the preset's own (by the table's name, so a dataset's copy counts too)."""
+    return table.name == _table_name(preset.table)
+
+
+def load_benchmark(table: str | Path | None = None, unseen: tuple[str, ...] | None = None,
+                   preset: str | GeneratorPreset = FULL) -> Benchmark:
+    """Load a knowledge table (default: the preset's), check the generator can draw every row, and
+    split it (default: the preset's unseen diseases when the table is the preset's own)."""
+    preset = preset if isinstance(preset, GeneratorPreset) else load_preset(preset)
+    kt = load_knowledge_table(preset.table if table is None else table)
     check_renderable(kt)
     names = kt.disease_names
     if unseen is None:
-        unseen = tuple(d for d in DEFAULT_UNSEEN if d in names) if kt.name == "malenia-synthetic" else ()
+        unseen = tuple(d for d in preset.unseen if d in names) if is_preset_table(kt, preset) else ()
     for disease in unseen:
         if disease not in names:
             raise MaleniaError(f"unknown disease {disease!r} in --unseen; {kt.source} has: {', '.join(names)}")
@@ -126,7 +126,7 @@ def load_benchmark(table: str | Path = DEFAULT_TABLE, unseen: tuple[str, ...] | 
     clash = sorted(set(names) & (set(ORGAN_LABELS) | {"background"}))
     if clash:
         raise TableError(kt.source, f"disease name {clash[0]!r} is also an organ label name; rename the row", row=clash[0])
-    return Benchmark(kt, seen, tuple(d for d in names if d in unseen))
+    return Benchmark(kt, seen, tuple(d for d in names if d in unseen), preset)
 
 
 def check_renderable(table: KnowledgeTable) -> None:

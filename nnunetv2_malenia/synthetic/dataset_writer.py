@@ -23,7 +23,7 @@ import multiprocessing
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,7 +34,8 @@ from nnunetv2_malenia._atomic import write_json_atomic
 from nnunetv2_malenia.errors import MaleniaError
 from nnunetv2_malenia.knowledge.lesion_attributes import LESION_ATTRIBUTES_FILENAME, LesionAttributes, LesionRecord
 from nnunetv2_malenia.synthetic.anatomy import ORGAN_LABELS
-from nnunetv2_malenia.synthetic.benchmark import DEFAULT_TABLE, SPLITS, Benchmark, load_benchmark
+from nnunetv2_malenia.synthetic.benchmark import SPLITS, Benchmark, load_benchmark
+from nnunetv2_malenia.synthetic.presets import DEFAULT_PRESET, load_preset
 
 FILE_ENDING = ".nii.gz"
 TEST_LABELS_FILENAME = "dataset_test.json"
@@ -55,13 +56,21 @@ class SynthConfig:
     output_root: str
     seed: int = 0
     test_cases: int | None = None           # default: max(one per test disease, cases // 4)
-    shape_xyz: tuple[int, int, int] = (64, 64, 64)
-    spacing_xyz: tuple[float, float, float] = (2.5, 2.5, 2.5)
+    shape_xyz: tuple[int, int, int] | None = None         # None: the preset's
+    spacing_xyz: tuple[float, float, float] | None = None   # None: the preset's (isotropic)
     split: str = "all"
-    table: str = DEFAULT_TABLE
-    unseen: tuple[str, ...] | None = None
+    table: str | None = None                  # None: the preset's knowledge table
+    unseen: tuple[str, ...] | None = None     # None: the preset's split (for the preset's table)
     force: bool = False
     workers: int = 1
+    preset: str = DEFAULT_PRESET              # a shipped preset name or a preset .json path
+
+    def resolved(self) -> "SynthConfig":
+        """The config with every field the preset supplies filled in."""
+        preset = load_preset(self.preset)
+        return replace(self, shape_xyz=tuple(self.shape_xyz or preset.shape_xyz),
+                       spacing_xyz=tuple(self.spacing_xyz or (preset.spacing_mm,) * 3),
+                       table=self.table or preset.table)
 
     @property
     def folder_name(self) -> str:
@@ -122,8 +131,8 @@ def case_rng(seed: int, split: str, index: int) -> np.random.Generator:
 _WORKER: dict = {}
 
 
-def _init_worker(table: str, unseen: tuple[str, ...] | None, cfg: SynthConfig, folder: str) -> None:
-    benchmark = load_benchmark(table, unseen)
+def _init_worker(cfg: SynthConfig, folder: str) -> None:
+    benchmark = load_benchmark(cfg.table, cfg.unseen, cfg.preset)
     _WORKER.update(benchmark=benchmark, cfg=cfg, folder=Path(folder))
 
 
@@ -140,7 +149,7 @@ def _run_job(job: CaseJob) -> tuple[str, str, dict[int, dict]]:
     shape_zyx = tuple(int(n) for n in reversed(cfg.shape_xyz))
     spacing_zyx = tuple(float(s) for s in reversed(cfg.spacing_xyz))
     plan = plan_case(benchmark, job.case_id, job.primary, labels, job.candidates, shape_zyx, rng)
-    result = render_case(plan, shape_zyx, spacing_zyx, rng)
+    result = render_case(plan, shape_zyx, spacing_zyx, rng, preset=benchmark.preset)
     suffix = "Tr" if job.split == "train" else "Ts"
     write_nifti(result.image, cfg.spacing_xyz, folder / f"images{suffix}" / f"{job.case_id}_0000{FILE_ENDING}")
     write_nifti(result.labels, cfg.spacing_xyz, folder / f"labels{suffix}" / f"{job.case_id}{FILE_ENDING}")
@@ -158,7 +167,7 @@ def write_nifti(array_zyx: np.ndarray, spacing_xyz: tuple[float, float, float], 
 
 
 def _results(jobs: list[CaseJob], cfg: SynthConfig, folder: Path) -> Iterator[tuple[str, str, dict]]:
-    init_args = (cfg.table, cfg.unseen, cfg, str(folder))
+    init_args = (cfg, str(folder))
     if cfg.workers <= 1 or len(jobs) < 2:
         _init_worker(*init_args)
         yield from map(_run_job, jobs)
@@ -172,8 +181,9 @@ def _results(jobs: list[CaseJob], cfg: SynthConfig, folder: Path) -> Iterator[tu
 def generate_dataset(cfg: SynthConfig, progress: Callable[[int, int], None] | None = None) -> Path:
     """Generate the dataset folder; returns its path. Raises MaleniaError before writing anything
     if the request is invalid, and leaves no partial folder behind if a case fails."""
+    cfg = cfg.resolved()
     validate_config(cfg)
-    benchmark = load_benchmark(cfg.table, cfg.unseen)
+    benchmark = load_benchmark(cfg.table, cfg.unseen, cfg.preset)
     root = Path(cfg.output_root)
     target = root / cfg.folder_name
     _check_target(root, target, cfg)
@@ -268,6 +278,7 @@ def _write_metadata(folder: Path, cfg: SynthConfig, benchmark: Benchmark, jobs: 
     config.pop("output_root")
     config["unseen"] = list(benchmark.unseen)
     config["test_cases"] = n_test
+    config["preset"] = benchmark.preset.as_dict()
     config["generator"] = f"nnunetv2-malenia {__version__}"
     write_json_atomic(folder / CONFIG_FILENAME, config)
 

@@ -29,12 +29,14 @@ def _read(path: Path) -> np.ndarray:
 
 
 def _examples(dataset: Path, max_panels: int, scan_cases: int = 80) -> list[dict]:
-    """For each disease, its largest lesion among the first `scan_cases` cases (training first):
+    """For each disease, its largest lesion among the first `scan_cases` cases of each split:
     the biggest example shows its attributes best."""
     records = json.loads((dataset / "lesion_attributes.json").read_text(encoding="utf-8"))["cases"]
     test_info = json.loads((dataset / "dataset_test.json").read_text(encoding="utf-8"))
     unseen = set(test_info.get("unseen_diseases", {}))
-    order = sorted(records, key=lambda c: ("_test_" in c, c))[:scan_cases]
+    # The first cases of each split: unseen diseases occur only in test cases.
+    train = sorted(c for c in records if "_test_" not in c)[:scan_cases]
+    order = train + sorted(c for c in records if "_test_" in c)[:scan_cases]
     chosen: dict[str, dict] = {}
     for case_id in order:
         split = "Ts" if "_test_" in case_id else "Tr"

@@ -16,9 +16,6 @@ from nnunetv2_malenia.knowledge.knowledge_table import DiseaseRow
 from nnunetv2_malenia.synthetic.benchmark import Benchmark, compatible_weights, value_allowed_at
 from nnunetv2_malenia.synthetic.hu import PHASES
 
-SECOND_DISEASE_PROBABILITY = 0.35
-TWO_LESIONS_PROBABILITY = 0.3
-REFERENCE_AXIS = 64
 
 
 @dataclass
@@ -60,25 +57,32 @@ def sample_attributes(row: DiseaseRow, phase: str, rng: np.random.Generator) -> 
 
 def plan_case(benchmark: Benchmark, case_id: str, primary: str, labels: dict[str, int], candidates: tuple[str, ...],
               shape: tuple[int, int, int], rng: np.random.Generator) -> CasePlan:
-    """Plan one case around its `primary` disease, maybe adding a second one from `candidates`."""
+    """Plan one case around its `primary` disease, maybe adding more from `candidates` (the
+    preset's `extra_disease_probabilities`: one chance per further disease, in turn)."""
     table = benchmark.table
+    preset = benchmark.preset
     diseases = [primary]
-    others = [d for d in candidates if d != primary]
-    if others and rng.random() < SECOND_DISEASE_PROBABILITY:
-        second = others[int(rng.integers(len(others)))]
-        if set(table.row(second).attributes["enhancement_status"]) & set(table.row(primary).attributes["enhancement_status"]):
-            diseases.append(second)
+    common_phases = set(table.row(primary).attributes["enhancement_status"])
+    for probability in preset.extra_disease_probabilities:
+        others = [d for d in candidates if d not in diseases]
+        if not others or rng.random() >= probability:
+            break
+        extra = others[int(rng.integers(len(others)))]
+        phases = common_phases & set(table.row(extra).attributes["enhancement_status"])
+        if phases:   # the diseases of a case share the scan's phase
+            diseases.append(extra)
+            common_phases = phases
     weights = {p: 1.0 for p in PHASES}
     for d in diseases:
         allowed = table.row(d).attributes["enhancement_status"]
         weights = {p: w * allowed[p] for p, w in weights.items() if p in allowed}
     phase = _pick(weights, rng)
-    scale = min(shape) / REFERENCE_AXIS
+    scale = preset.radius_scale(shape)
     plan = CasePlan(case_id, phase)
     for d in diseases:
         attributes = sample_attributes(table.row(d), phase, rng)
         lo, hi = benchmark.radius_range(d)
-        n = 2 if rng.random() < TWO_LESIONS_PROBABILITY else 1
+        n = 2 if rng.random() < preset.two_lesions_probability else 1
         radii = [max(1.4, float(rng.uniform(lo, hi)) * scale) for _ in range(n)]
         fallback = [loc for loc in table.row(d).attributes["location"] if loc != attributes["location"]
                     and all(value_allowed_at(t, v, loc) for t, vs in attributes.items() if t != "location"

@@ -9,6 +9,12 @@ from nnunetv2_malenia.training.nnUNetTrainerMalenia import (
     nnUNetTrainerMalenia_nameonly,
     nnUNetTrainerMalenia_smoke,
 )
+from nnunetv2_malenia.training.cpu_recipe import (
+    nnUNetTrainer_cpu,
+    nnUNetTrainerMalenia_cpu,
+    nnUNetTrainerMalenia_cpu_demo,
+    nnUNetTrainerMalenia_nameonly_cpu,
+)
 
 __all__ = [
     "nnUNetTrainerMalenia",
@@ -18,4 +24,8 @@ __all__ = [
     "nnUNetTrainerMalenia_demo",
     "nnUNetTrainerMalenia_nameonly",
     "nnUNetTrainerMalenia_smoke",
+    "nnUNetTrainer_cpu",
+    "nnUNetTrainerMalenia_cpu",
+    "nnUNetTrainerMalenia_cpu_demo",
+    "nnUNetTrainerMalenia_nameonly_cpu",
 ]
