@@ -100,8 +100,9 @@ def run(cmd: list[str], env: dict, log: Path, cwd: Path) -> dict:
 
 # ----- data --------------------------------------------------------------------------------------
 def prepare_dataset(workdir: Path, env: dict, reuse: bool, dataset_id: int = DATASET_ID, name: str = DATASET_NAME,
-                    synth_args: tuple[str, ...] = ()) -> dict:
-    """`malenia synth` (extra options: synth_args) and nnU-Net's plan-and-preprocess, unless reusable."""
+                    synth_args: tuple[str, ...] = (), cases: int | None = 40) -> dict:
+    """`malenia synth` (extra options: synth_args; cases None: the preset's default) and nnU-Net's
+    plan-and-preprocess, unless reusable."""
     raw = workdir / "nnUNet_raw" / f"Dataset{dataset_id:03d}_{name}"
     pre = workdir / "nnUNet_preprocessed" / f"Dataset{dataset_id:03d}_{name}"
     timings = {}
@@ -110,7 +111,8 @@ def prepare_dataset(workdir: Path, env: dict, reuse: bool, dataset_id: int = DAT
     else:
         for folder in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
             (workdir / folder).mkdir(parents=True, exist_ok=True)
-        timings["synth"] = run(["malenia", "synth", "-d", str(dataset_id), "--name", name, "--cases", "40",
+        count = ["--cases", str(cases)] if cases is not None else []
+        timings["synth"] = run(["malenia", "synth", "-d", str(dataset_id), "--name", name, *count,
                                 "--seed", "0", "--force", "--output-root", str(workdir / "nnUNet_raw"), *synth_args],
                                env, workdir / "logs" / f"synth_{dataset_id}.log", workdir)
         if pre.exists():
@@ -125,9 +127,10 @@ def prepare_dataset(workdir: Path, env: dict, reuse: bool, dataset_id: int = DAT
 
 
 # ----- training and its logs ---------------------------------------------------------------------
-def fold_dir(workdir: Path, trainer: str, dataset_id: int = DATASET_ID, name: str = DATASET_NAME) -> Path:
+def fold_dir(workdir: Path, trainer: str, dataset_id: int = DATASET_ID, name: str = DATASET_NAME,
+             configuration: str = "3d_fullres") -> Path:
     return (workdir / "nnUNet_results" / f"Dataset{dataset_id:03d}_{name}" /
-            f"{trainer}__nnUNetPlans__3d_fullres" / "fold_0")
+            f"{trainer}__nnUNetPlans__{configuration}" / "fold_0")
 
 
 def parse_training_log(fold: Path) -> dict:
@@ -168,8 +171,8 @@ def parse_training_log(fold: Path) -> dict:
 
 
 def train(workdir: Path, env: dict, trainer: str, schedule: dict, reuse: bool, dataset_id: int = DATASET_ID,
-          name: str = DATASET_NAME) -> dict:
-    fold = fold_dir(workdir, trainer, dataset_id, name)
+          name: str = DATASET_NAME, configuration: str = "3d_fullres") -> dict:
+    fold = fold_dir(workdir, trainer, dataset_id, name, configuration)
     record = fold.parent / "bench_run.json"
     if reuse and record.is_file() and (fold / "validation" / "summary.json").is_file():
         saved = json.loads(record.read_text())
@@ -178,7 +181,7 @@ def train(workdir: Path, env: dict, trainer: str, schedule: dict, reuse: bool, d
             return saved
     if fold.parent.exists():
         shutil.rmtree(fold.parent)
-    timing = run(["nnUNetv2_train", str(dataset_id), "3d_fullres", "0", "-tr", trainer, "-device", "cpu"],
+    timing = run(["nnUNetv2_train", str(dataset_id), configuration, "0", "-tr", trainer, "-device", "cpu"],
                  env, workdir / "logs" / f"{dataset_id}_{trainer}.log", workdir)
     parsed = parse_training_log(fold)
     val_start = parsed.get("first_predict") or timing["end"]

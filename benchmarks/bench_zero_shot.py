@@ -2,22 +2,29 @@
 
 One run, everything sequential on the CPU (never two trainings at once):
 
-1. Two datasets from the same generator, seed and shape:
-   - 905 MaleniaZS: training cases hold only the 8 seen diseases; the test cases hold all 13
-     (the 5 unseen ones given only by their knowledge-table rows);
-   - 906 MaleniaZSOracle (`--no-unseen`): training cases hold all 13 diseases, labelled: the
+1. Two datasets from the same generator, seed and tier:
+   - 905 MaleniaZS: training cases hold only the seen diseases; the test cases hold all of them
+     (the unseen ones given only by their knowledge-table rows);
+   - 906 MaleniaZSOracle (`--no-unseen`): training cases hold every disease, labelled: the
      supervised upper bound for the unseen ones.
-   Both planned and preprocessed by nnU-Net.
-2. `nnUNetv2_train ID 3d_fullres 0 -tr TRAINER -device cpu`, all on one schedule (E epochs x I
-   iterations, benchmarks/trainers/): on 905 nnUNetTrainer_bench, nnUNetTrainerMalenia_bench,
-   nnUNetTrainerMalenia_nameonly_bench, nnUNetTrainerMalenia_benchSGD (Malenia with nnU-Net's SGD,
-   for the optimizer choice); on 906 nnUNetTrainer_bench.
-3. `malenia benchmark -d 905 -tr ... -tr 906/nnUNetTrainer_bench --folds 0`: predicts the 905 test
+   Both planned and preprocessed by nnU-Net (3d_fullres; on the CPU tier `malenia cpu-config`
+   then adds the small 3d_cpu configuration on the same preprocessed data).
+2. `nnUNetv2_train ID CONFIGURATION 0 -tr TRAINER -device cpu`, every model on one schedule:
+   - `--tier cpu` (default): `malenia synth --preset cpu` (48^3, 10 diseases, 4 unseen), 3d_cpu,
+     the CPU recipe and schedule of nnunetv2_malenia.training.cpu_recipe: on 905 nnUNetTrainer_cpu,
+     nnUNetTrainerMalenia_cpu, nnUNetTrainerMalenia_nameonly_cpu; on 906 nnUNetTrainer_cpu and
+     nnUNetTrainer_cpu_nnunetrecipe (nnU-Net's own SGD recipe on the same schedule);
+   - `--tier full`: today's full benchmark (`--shape`, 13 diseases, 5 unseen), 3d_fullres, E epochs
+     x I iterations (benchmarks/trainers/): on 905 nnUNetTrainer_bench, nnUNetTrainerMalenia_bench,
+     nnUNetTrainerMalenia_nameonly_bench, nnUNetTrainerMalenia_benchSGD; on 906 nnUNetTrainer_bench.
+3. `malenia benchmark -d 905 -tr ... -tr 906/TRAINER --folds 0 --no-cv`: predicts the 905 test
    cases with every model (Malenia models with their full knowledge table, unseen rows included;
    label numbers matched by name for the oracle), DSC and NSD per class, seen and unseen apart,
    wall time of training and prediction as ratios to nnUNetTrainer.
 
-    python3 benchmarks/bench_zero_shot.py --workdir /tmp/malenia_zs --shape 48 --epochs 30 --iterations 10
+    python3 benchmarks/bench_zero_shot.py --workdir /work/zs_cpu --reuse
+    python3 benchmarks/bench_zero_shot.py --workdir /work/zs_cpu --reuse --only 906/nnUNetTrainer_cpu  # calibration
+    python3 benchmarks/bench_zero_shot.py --tier full --workdir /tmp/malenia_zs --shape 48 --epochs 30 --iterations 10
 
 `--stage train` stops after step 2, `--stage evaluate` runs only step 3 (on a finished workdir).
 """
@@ -37,19 +44,28 @@ import bench_training as bt  # noqa: E402  (the shared synth / train / timing he
 
 ZS = (905, "MaleniaZS")
 ORACLE = (906, "MaleniaZSOracle")
-TRAINERS = {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench", "nnUNetTrainerMalenia_nameonly_bench",
-                 "nnUNetTrainerMalenia_benchSGD"],
-            ORACLE: ["nnUNetTrainer_bench"]}
+TIERS = {
+    "cpu": {"configuration": "3d_cpu",
+            "trainers": {ZS: ["nnUNetTrainer_cpu", "nnUNetTrainerMalenia_cpu", "nnUNetTrainerMalenia_nameonly_cpu"],
+                         ORACLE: ["nnUNetTrainer_cpu", "nnUNetTrainer_cpu_nnunetrecipe"]}},
+    "full": {"configuration": "3d_fullres",
+             "trainers": {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench",
+                               "nnUNetTrainerMalenia_nameonly_bench", "nnUNetTrainerMalenia_benchSGD"],
+                          ORACLE: ["nnUNetTrainer_bench"]}},
+}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=None, help="work folder (default: a new temporary folder)")
-    parser.add_argument("--shape", type=int, default=48, help="voxels per axis of the phantoms (default: %(default)s)")
-    parser.add_argument("--test-cases", type=int, default=26, help="test cases (default: %(default)s, 2 per disease)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--iterations", type=int, default=10, help="training iterations per epoch")
-    parser.add_argument("--val-iterations", type=int, default=2, help="validation iterations per epoch")
+    parser.add_argument("--tier", choices=sorted(TIERS), default="cpu",
+                        help="benchmark tier (default: %(default)s: the CPU tier, its 3d_cpu configuration and recipe)")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed of both datasets (default: %(default)s)")
+    parser.add_argument("--shape", type=int, default=48, help="full tier: voxels per axis of the phantoms (default: %(default)s)")
+    parser.add_argument("--test-cases", type=int, default=26, help="full tier: test cases (default: %(default)s, 2 per disease)")
+    parser.add_argument("--epochs", type=int, default=30, help="full tier: epochs (the CPU tier's schedule is the recipe's)")
+    parser.add_argument("--iterations", type=int, default=10, help="full tier: training iterations per epoch")
+    parser.add_argument("--val-iterations", type=int, default=2, help="full tier: validation iterations per epoch")
     parser.add_argument("--n-proc-da", type=int, default=2, help="nnUNet_n_proc_DA")
     parser.add_argument("--stage", choices=("all", "train", "evaluate"), default="all")
     parser.add_argument("--reuse", action="store_true", help="keep datasets and trainings made with the same schedule")
@@ -63,12 +79,21 @@ def main() -> int:
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="malenia_zero_shot_"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     env = bt.bench_env(workdir, args)
-    schedule = {"epochs": args.epochs, "iterations": args.iterations, "val_iterations": args.val_iterations,
-                "n_proc_da": args.n_proc_da, "shape": args.shape}
-    synth = ("--shape", *[str(args.shape)] * 3, "--test-cases", str(args.test_cases))
+    tier = TIERS[args.tier]
+    configuration, trainers = tier["configuration"], tier["trainers"]
+    if args.tier == "cpu":
+        from nnunetv2_malenia.training.cpu_recipe import CpuRecipe
+        schedule = {"tier": "cpu", **CpuRecipe.cpu_schedule, "lr": CpuRecipe.cpu_lr, "n_proc_da": args.n_proc_da,
+                    "seed": args.seed}
+        synth, cases = ("--preset", "cpu", "--seed", str(args.seed)), None
+    else:
+        schedule = {"epochs": args.epochs, "iterations": args.iterations, "val_iterations": args.val_iterations,
+                    "n_proc_da": args.n_proc_da, "shape": args.shape, "seed": args.seed}
+        synth = ("--shape", *[str(args.shape)] * 3, "--test-cases", str(args.test_cases), "--seed", str(args.seed))
+        cases = 40
     print(f"workdir {workdir}", flush=True)
     # (dataset, trainer, spec): spec is how `malenia benchmark -tr` names the model
-    entries = [(ZS, t, t) for t in TRAINERS[ZS]] + [(ORACLE, t, f"{ORACLE[0]}/{t}") for t in TRAINERS[ORACLE]]
+    entries = [(ZS, t, t) for t in trainers[ZS]] + [(ORACLE, t, f"{ORACLE[0]}/{t}") for t in trainers[ORACLE]]
     specs = [spec for _, _, spec in entries]
     unknown = sorted(set(args.only or ()) - set(specs))
     if unknown:
@@ -77,25 +102,29 @@ def main() -> int:
     if args.stage in ("all", "train"):
         for (dataset_id, name), extra in ((ZS, ()), (ORACLE, ("--no-unseen",))):
             chosen = [trainer for dataset, trainer, _ in entries if dataset == (dataset_id, name)]
-            if not chosen:
+            if not chosen and dataset_id != ZS[0]:   # 905 is always made: its test set scores every model
                 continue
-            bt.prepare_dataset(workdir, env, args.reuse, dataset_id, name, synth + extra)
+            bt.prepare_dataset(workdir, env, args.reuse, dataset_id, name, synth + extra, cases)
+            if configuration != "3d_fullres":
+                bt.run(["malenia", "cpu-config", "-d", str(dataset_id), "--name", configuration], env,
+                       workdir / "logs" / f"cpu_config_{dataset_id}.log", workdir)
             for trainer in chosen:
-                result = bt.train(workdir, env, trainer, schedule, args.reuse, dataset_id, name)
+                result = bt.train(workdir, env, trainer, schedule, args.reuse, dataset_id, name, configuration)
                 print(f"{dataset_id} {trainer}: {result['wall_s']:.0f} s, peak RSS {result['peak_rss_mb']:.0f} MB",
                       flush=True)
     if args.stage in ("all", "evaluate"):
         output = (args.output or workdir / "benchmark").resolve()
-        base = ["malenia", "benchmark", "-d", str(ZS[0]), "--folds", "0", "-o", str(output), "--device", "cpu",
-                "--disable-tta"]
+        base = ["malenia", "benchmark", "-d", str(ZS[0]), "-c", configuration, "--folds", "0", "-o", str(output),
+                "--device", "cpu", "--disable-tta"]
         costs = []
         for dataset, trainer, spec in entries:  # one process per model: its own wall time and peak memory
-            if not (bt.fold_dir(workdir, trainer, *dataset) / "checkpoint_final.pth").is_file():
+            if not (bt.fold_dir(workdir, trainer, *dataset, configuration) / "checkpoint_final.pth").is_file():
                 print(f"skipping {spec}: not trained", flush=True)
                 continue
             predicted = bt.run(base + ["-tr", spec, "--no-cv"], env, workdir / "logs" / f"predict_{spec.replace('/', '_')}.log",
                                workdir)
-            trained = json.loads((bt.fold_dir(workdir, trainer, *dataset).parent / "bench_run.json").read_text())
+            trained = json.loads((bt.fold_dir(workdir, trainer, *dataset, configuration).parent /
+                                  "bench_run.json").read_text())
             epoch_times = sorted(e["epoch_time_s"] for e in trained["epochs"] if "epoch_time_s" in e)
             costs.append({"model": spec, "train_s": trained["train_s"], "train_peak_mb": trained["peak_rss_mb"],
                           # the fastest epoch: least disturbed by other work on a shared machine
@@ -109,14 +138,14 @@ def main() -> int:
             return status
         (output / "schedule.json").write_text(json.dumps(schedule, indent=1))
         (output / "costs.json").write_text(json.dumps(costs, indent=1))
-        (output / "costs.md").write_text(cost_table(costs))
-        print(cost_table(costs))
+        (output / "costs.md").write_text(cost_table(costs, trainers[ZS][0]))
+        print(cost_table(costs, trainers[ZS][0]))
     return 0
 
 
-def cost_table(costs: list[dict]) -> str:
-    """Training and prediction wall time and peak RSS, as ratios to nnUNetTrainer on the same data."""
-    base = next((c for c in costs if c["model"] == TRAINERS[ZS][0]), None)
+def cost_table(costs: list[dict], baseline: str) -> str:
+    """Training and prediction wall time and peak RSS, as ratios to nnUNetTrainer (`baseline`) on the same data."""
+    base = next((c for c in costs if c["model"] == baseline), None)
     lines = ["| model | training wall (s) | fastest epoch (s) | median epoch (s) | training peak RSS (MB) | "
              "test prediction wall (s) | prediction peak RSS (MB) |", "|---|---|---|---|---|---|---|"]
     for c in costs:

@@ -54,6 +54,8 @@ def test_child_gives_the_whole_architecture_and_keeps_the_parents_data():
     assert len(kwargs["kernel_sizes"]) == len(kwargs["strides"]) == len(kwargs["n_conv_per_stage"]) == 4
     assert len(kwargs["n_conv_per_stage_decoder"]) == 3
     assert child["batch_size"] == 2 and child["patch_size"] == [80, 80, 80]   # 80 is divisible by 2^3
+    assert child["batch_dice"] is True                                        # the calibrated default
+    assert cpu_configuration(parent, (16, 32, 64, 128), 2, batch_dice=False)["batch_dice"] is False
     assert parent == before                                                   # the parent is untouched
 
 
@@ -89,6 +91,7 @@ def test_nnunet_reads_the_configuration_and_builds_both_networks(tmp_path: Path)
     assert config.batch_size == 2 and list(config.patch_size) == [48, 48, 48]
     assert config.data_identifier == manager.get_configuration("3d_fullres").data_identifier
     assert config.spacing == [2.5, 2.5, 2.5]                                   # inherited
+    assert config.batch_dice is True                                           # overrides 3d_fullres's
     plain = nnUNetTrainer.build_network_architecture(manager, config, 1, 5, True)
     widths = [stage[-1].convs[-1].conv.out_channels for stage in plain.encoder.stages]
     assert widths == [16, 32, 64, 128]

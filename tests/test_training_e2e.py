@@ -152,7 +152,9 @@ def test_cpu_configuration_trains_and_predicts_with_stock_commands(dataset, tmp_
              "print(type(t.optimizer).__name__, t.optimizer.param_groups[0]['lr'], t.inference_allowed_mirroring_axes,"
              " t.num_epochs * t.num_iterations_per_epoch)")
     result = _run([sys.executable, "-c", probe], env)
-    assert result.stdout.split()[-4:] == ["AdamW", "0.001", "None", "1500"]
+    from nnunetv2_malenia.training.cpu_recipe import CpuRecipe
+    steps = CpuRecipe.cpu_schedule["num_epochs"] * CpuRecipe.cpu_schedule["num_iterations_per_epoch"]
+    assert result.stdout.split()[-4:] == ["AdamW", str(CpuRecipe.cpu_lr), "None", str(steps)]
 
 
 def test_killed_training_resumes_with_c(dataset):
