@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "embed",
     "synth",
     "cpu_config",
+    "verify_dataset",
     "predict",
     "evaluate",
     "benchmark",

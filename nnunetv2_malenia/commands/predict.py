@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from nnunetv2_malenia.errors import MaleniaError
@@ -21,7 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "disease, the score of every table row, the predicted value of each attribute with its similarity, "
         "volume in ml, centroid in world mm), and dataset.json with the output labels (organs keep their "
         "values, trained diseases keep their labels, new diseases follow). Cases already done are skipped "
-        "unless --overwrite, so an interrupted run resumes.",
+        "unless --overwrite, so an interrupted run resumes.\n\n"
+        "Every case is checked before anything is written: each file must be a readable 3D image, complete (a "
+        ".nii.gz cut short by an interrupted copy is refused, not read as zeros), one per model channel and, for a "
+        "CT model, in Hounsfield units. The first bad case stops the run with one line naming the file (exit "
+        "status 2); with --skip-bad-inputs each bad case is reported on one line and left out, the others are "
+        "predicted, and the exit status is 1 if any case was left out.",
         epilog="example:\n  malenia predict -i $nnUNet_raw/Dataset901_MaleniaSynth/imagesTs -o pred \\\n"
         "      -m $nnUNet_results/Dataset901_MaleniaSynth/nnUNetTrainerMalenia__nnUNetPlans__3d_fullres -f 0 --device cpu")
     parser.add_argument("-i", "--input", type=Path, required=True, help="folder of images (CASE_0000.nii.gz)")
@@ -48,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="which part this run predicts, 0..N-1 (run one per machine or GPU; default: 0)")
     parser.add_argument("--no-ct-check", action="store_true",
                         help="predict images that do not look like CT in HU (no voxel below -200) anyway")
+    parser.add_argument("--skip-bad-inputs", action="store_true",
+                        help="leave out cases with an unreadable, truncated or otherwise bad file (one line each), "
+                        "predict the others, exit 1 at the end if any was left out (default: stop at the first)")
     parser.add_argument("--disable-tta", action="store_true", help="no mirroring (faster, slightly worse)")
     parser.set_defaults(func=run)
 
@@ -72,8 +81,14 @@ def run(args: argparse.Namespace) -> int:
     labels = predictor.install_table(table, args.tower, unknown_threshold=threshold)
     print(f"table {table.name}: {len(table.diseases)} diseases -> labels " +
           ", ".join(f"{name} {value}" for name, value in labels.items() if value > 0))
-    done = predictor.predict_folder(args.input, args.output, overwrite=args.overwrite, overlays=args.overlays,
-                                    num_parts=args.num_parts, part_id=args.part_id,
-                                    ct_check=not args.no_ct_check)
-    print(f"{len(done)} cases predicted; label maps, CASE.lesions.json and dataset.json (output labels) in {args.output}")
+    result = predictor.predict_folder(args.input, args.output, overwrite=args.overwrite, overlays=args.overlays,
+                                      num_parts=args.num_parts, part_id=args.part_id,
+                                      ct_check=not args.no_ct_check, skip_bad_inputs=args.skip_bad_inputs)
+    print(f"{len(result.predicted)} cases predicted; label maps, CASE.lesions.json and dataset.json (output labels) "
+          f"in {args.output}")
+    if result.skipped:
+        print(f"malenia predict: {len(result.skipped)} case(s) left out because of bad input files (reasons above): "
+              f"{', '.join(result.skipped)}; fix or replace them and run again (done cases are not redone)",
+              file=sys.stderr)
+        return 1
     return 0

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from nnunetv2_malenia._atomic import atomic_path, write_json_atomic
+from nnunetv2_malenia.data_integrity import check_complete
 from nnunetv2_malenia.errors import MaleniaError
 from nnunetv2_malenia.evaluation.metrics import (
     BOTH_EMPTY, DEFAULT_TOLERANCE_MM, EMPTY_KINDS, GT_EMPTY, PRED_EMPTY, evaluate_case,
@@ -126,11 +127,14 @@ def load_pair(gt_path: str | Path, pred_path: str | Path, case: str | None = Non
               ) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """Ground truth and prediction label maps as (z, y, x) arrays, and the GT spacing in that axis order (mm).
 
-    Raises MaleniaError naming the case and both geometries when size, spacing or origin differ.
+    Raises MaleniaError naming the case and both geometries when size, spacing or origin differ, and
+    naming the file when one is truncated (SimpleITK would read the missing part as background).
     """
     import SimpleITK as sitk
 
     case = case or Path(gt_path).name
+    check_complete(gt_path)
+    check_complete(pred_path)
     try:
         gt_img, pred_img = sitk.ReadImage(str(gt_path)), sitk.ReadImage(str(pred_path))
     except RuntimeError as e:

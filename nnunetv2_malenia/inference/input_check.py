@@ -2,8 +2,9 @@
 
 nnU-Net itself resamples any spacing and reorients any direction, so those are not errors; what
 it cannot recover from, or would silently get wrong, is: a file that is not a readable 3D
-image, a wrong number of channels, and (for a model normalised as CT) an image that is not in
-Hounsfield units, e.g. an MR volume or a picture saved as .nii.gz.
+image, a file cut short (SimpleITK reads the missing part as zeros: data_integrity.py), a wrong
+number of channels, and (for a model normalised as CT) an image that is not in Hounsfield units,
+e.g. an MR volume or a picture saved as .nii.gz.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from nnunetv2_malenia.data_integrity import check_complete
 from nnunetv2_malenia.errors import MaleniaError
 
 # A body CT always holds air (-1000 HU) or at least fat (-100 HU) somewhere; MR and pictures do not go negative.
@@ -36,6 +38,7 @@ def check_case(files: Sequence[str | Path], num_channels: int, expects_ct: bool)
         if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
             raise MaleniaError(f"{path}: a {reader.GetDimension()}D image with {reader.GetNumberOfComponents()} "
                                "component(s) per voxel; the model needs one 3D scalar volume per channel file")
+        check_complete(path)
         if expects_ct:
             array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
             low, high = float(np.min(array)), float(np.max(array))

@@ -11,7 +11,8 @@ in table order (so the synthetic benchmark's `dataset_test.json` numbering is re
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -121,6 +122,14 @@ def mark_unknown_lesions(logits: torch.Tensor, reports: list[LesionReport]) -> t
     return logits
 
 
+@dataclass
+class FolderPrediction:
+    """What ZeroShotPredictor.predict_folder did: cases predicted, and bad cases left out with the reason."""
+
+    predicted: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # case id -> one-line reason
+
+
 class ZeroShotPredictor(nnUNetPredictor):
     """nnUNetPredictor whose Malenia network answers with the rows of a chosen knowledge table."""
 
@@ -179,16 +188,18 @@ class ZeroShotPredictor(nnUNetPredictor):
 
     def predict_folder(self, input_folder: Path, output_folder: Path, overwrite: bool = False,
                        overlays: bool = False, num_parts: int = 1, part_id: int = 0,
-                       ct_check: bool = True) -> list[str]:
+                       ct_check: bool = True, skip_bad_inputs: bool = False) -> FolderPrediction:
         """Label map, CASE.lesions.json (and CASE.png with `overlays`) per case, with a progress bar.
 
         `num_parts`/`part_id` split the cases as nnUNetv2_predict's options do (every num_parts-th
         case from part_id), so several machines can share one folder. Every case is checked first
-        (input_check.check_case; `ct_check` includes the HU test), so a bad file stops the run
-        before anything is written.
+        (input_check.check_case: readable, complete, channel count; `ct_check` includes the HU
+        test), so a bad file stops the run before anything is written. With `skip_bad_inputs` a
+        bad case is left out instead (its one-line reason in the result, printed to stderr at
+        once) and the others are predicted: one broken copy does not hold up a whole folder.
 
         nnU-Net's preprocessing, sliding-window prediction and export; a case whose lesions.json (written
-        last, atomically) exists is skipped unless `overwrite`. Returns the case ids predicted.
+        last, atomically) exists is skipped unless `overwrite`.
         """
         from nnunetv2.inference.export_prediction import export_prediction_from_logits
         from nnunetv2.utilities.utils import (create_lists_from_splitted_dataset_folder,
@@ -206,14 +217,25 @@ class ZeroShotPredictor(nnUNetPredictor):
         from nnunetv2_malenia.inference.input_check import check_case
 
         expects_ct = ct_check and self.configuration_manager.normalization_schemes[0] == "CTNormalization"
-        for case_files in files:
-            check_case(case_files, len(self.dataset_json["channel_names"]), expects_ct)
+        result = FolderPrediction()
+        good = []
+        for case, case_files in zip(cases, files):
+            try:
+                check_case(case_files, len(self.dataset_json["channel_names"]), expects_ct)
+            except MaleniaError as e:
+                if not skip_bad_inputs:
+                    raise
+                result.skipped[case] = str(e)
+                print(f"skipping case {case}: {e}", file=sys.stderr, flush=True)
+                continue
+            good.append((case, case_files))
+        if not good:
+            return result
         output_folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(output_folder / "dataset.json", self.dataset_json)
         preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
         network = self.network._orig_mod if hasattr(self.network, "_orig_mod") else self.network
-        done = []
-        for case, case_files in tqdm(list(zip(cases, files)), desc="cases", unit="case"):
+        for case, case_files in tqdm(good, desc="cases", unit="case"):
             report_file = output_folder / f"{case}.lesions.json"
             if report_file.is_file() and (output_folder / f"{case}{ending}").is_file() and not overwrite:
                 continue
@@ -232,8 +254,8 @@ class ZeroShotPredictor(nnUNetPredictor):
             if overlays:
                 write_overlay(case_files[0], output_folder / f"{case}{ending}", lesions, output_folder / f"{case}.png")
             write_json_atomic(report_file, {"case": case, "table": self.table.name, "lesions": lesions})
-            done.append(case)
-        return done
+            result.predicted.append(case)
+        return result
 
     def _embeddings(self, vocabulary: Vocabulary, new_phrases: list[str], network, tower_spec: str | None) -> torch.Tensor:
         """The model's stored embeddings for known phrases, the text tower's for new ones."""

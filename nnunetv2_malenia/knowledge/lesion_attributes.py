@@ -87,8 +87,14 @@ def validate_record(attributes: dict, vocabulary: Vocabulary, file: Path | str, 
     return clean
 
 
-def load_lesion_attributes(path: str | Path, vocabulary: Vocabulary) -> LesionAttributes:
-    """Read and validate a lesion_attributes.json against the vocabulary it was written with."""
+def load_lesion_attributes(path: str | Path, vocabulary: Vocabulary,
+                           problems: list[TableError] | None = None) -> LesionAttributes:
+    """Read and validate a lesion_attributes.json against the vocabulary it was written with.
+
+    The first bad record raises TableError. With a `problems` list, a bad record is appended to it
+    and left out instead, so a checker (`malenia verify-dataset`) can report every one at once; a
+    file that is not a lesion-attributes document at all still raises.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -104,13 +110,25 @@ def load_lesion_attributes(path: str | Path, vocabulary: Vocabulary) -> LesionAt
     result = LesionAttributes(vocabulary.name, source=data.get("source", ""))
     for case_id, labels in data["cases"].items():
         if not isinstance(labels, dict):
-            raise TableError(path, "expected a mapping label -> lesion record", row=case_id)
+            _report(TableError(path, "expected a mapping label -> lesion record", row=case_id), problems)
+            continue
         for label, rec in labels.items():
             row = f"{case_id} label {label}"
-            if not str(label).isdigit():
-                raise TableError(path, f"label must be a non-negative integer, found {label!r}", row=row)
-            if not isinstance(rec, dict) or not isinstance(rec.get("disease"), str) or not isinstance(rec.get("attributes"), dict):
-                raise TableError(path, "expected {'disease': str, 'attributes': {...}}", row=row)
-            attrs = validate_record(rec["attributes"], vocabulary, path, row)
+            try:
+                if not str(label).isdigit():
+                    raise TableError(path, f"label must be a non-negative integer, found {label!r}", row=row)
+                if not isinstance(rec, dict) or not isinstance(rec.get("disease"), str) or not isinstance(rec.get("attributes"), dict):
+                    raise TableError(path, "expected {'disease': str, 'attributes': {...}}", row=row)
+                attrs = validate_record(rec["attributes"], vocabulary, path, row)
+            except TableError as e:
+                _report(e, problems)
+                continue
             result.add(case_id, int(label), LesionRecord(rec["disease"], attrs, rec.get("report", ""), rec.get("source", "")))
     return result
+
+
+def _report(error: TableError, problems: list[TableError] | None) -> None:
+    """Raise `error`, or collect it when the caller asked for every problem."""
+    if problems is None:
+        raise error
+    problems.append(error)
