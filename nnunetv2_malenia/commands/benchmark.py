@@ -57,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", default="checkpoint_final.pth", help="default: %(default)s")
     parser.add_argument("--no-test", action="store_true", help="only the cross-validation predictions")
     parser.add_argument("--no-cv", action="store_true", help="only the test set")
+    parser.add_argument("--voxelwise", action="store_true",
+                        help="score the test-set label maps as predicted; by default each connected lesion first "
+                             "takes the disease label most of its voxels carry (one disease per lesion, every model "
+                             "alike), so a few voxels of a second disease on a lesion's rim are not a false lesion")
     parser.set_defaults(func=run)
 
 
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_benchmark(name, args.trainer, folds, output, configuration=args.configuration, plans=args.plans,
                            table=args.table, device=device, tta=not args.disable_tta, tolerance_mm=args.tolerance_mm,
                            unknown_threshold=args.unknown_threshold, checkpoint=args.checkpoint,
-                           test=not args.no_test, cross_validation=not args.no_cv)
+                           test=not args.no_test, cross_validation=not args.no_cv, lesion_vote=not args.voxelwise)
     from nnunetv2_malenia.evaluation.benchmark import markdown
 
     print(markdown(result), end="")

@@ -68,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="benchmark tier: cpu (sized for 2 CPU cores) or full (default: %(default)s)")
     parser.add_argument("--workdir", type=Path, default=Path("malenia_demo"), help="default: ./%(default)s")
     parser.add_argument("-d", "--dataset-id", type=int, default=990, help="dataset id to use (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="generator seed of the phantoms (default: %(default)s); another seed, another draw")
     parser.add_argument("--force", action="store_true", help="start over: regenerate, retrain, repredict")
     parser.set_defaults(func=run)
 
@@ -119,9 +121,9 @@ def run(args: argparse.Namespace) -> int:
 
     step("generating CT phantoms")
     synth_config = raw / "synthetic_config.json"
-    if args.force or not synth_config.is_file() or _config_changed(synth_config, plan):
+    if args.force or not synth_config.is_file() or _config_changed(synth_config, plan, args.seed):
         _run_logged([sys.executable, "-m", "nnunetv2_malenia.cli", "synth", "-d", str(args.dataset_id), "--name",
-                     "MaleniaDemo", "--preset", plan.preset, "--cases", str(plan.cases), "--test-cases", str(plan.test_cases), "--seed", "0",
+                     "MaleniaDemo", "--preset", plan.preset, "--cases", str(plan.cases), "--test-cases", str(plan.test_cases), "--seed", str(args.seed),
                      "--shape", *[str(plan.shape)] * 3, "--force", "--preview", str(workdir / "synth_preview.png")],
                     env, logs / "synth.log")
         args.force = True  # everything after depends on the data
@@ -178,10 +180,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_changed(config_file: Path, plan: DemoPlan) -> bool:
+def _config_changed(config_file: Path, plan: DemoPlan, seed: int) -> bool:
     import json
 
     config = json.loads(config_file.read_text())
     preset = config.get("preset", {}).get("name", "full")
-    return (preset, config.get("cases"), config.get("test_cases"), list(config.get("shape_xyz", []))) != \
-        (plan.preset, plan.cases, plan.test_cases, [plan.shape] * 3)
+    return (preset, config.get("cases"), config.get("test_cases"), list(config.get("shape_xyz", [])),
+            config.get("seed")) != (plan.preset, plan.cases, plan.test_cases, [plan.shape] * 3, seed)

@@ -120,13 +120,16 @@ def label_groups(label_file: dict, lesion_labels: Sequence[int] = ()) -> dict[st
 
 
 def remap_labels(source: Path, target: Path, pred_labels: dict[str, int], gt_labels: dict[str, int],
-                 file_ending: str) -> None:
+                 file_ending: str, vote_lesions: Sequence[str] = ()) -> None:
     """Copy the label maps of `source` into `target`, renumbered from pred_labels to gt_labels by name.
 
     A predicted label the ground truth does not name (e.g. "unknown lesion") gets a value above all
-    of the ground truth's, so it never counts as any of them.
+    of the ground truth's, so it never counts as any of them. With `vote_lesions` (label names),
+    every connected lesion of those labels then takes its majority label (lesion_vote.py).
     """
     import SimpleITK as sitk
+
+    from nnunetv2_malenia.evaluation.lesion_vote import one_disease_per_lesion
 
     spare = max(v for v in gt_labels.values() if isinstance(v, int)) + 1
     lut = {}
@@ -137,8 +140,11 @@ def remap_labels(source: Path, target: Path, pred_labels: dict[str, int], gt_lab
             lut[value], spare = spare, spare + 1
     target.mkdir(parents=True, exist_ok=True)
     identity = all(k == v for k, v in lut.items())
+    # the vote also counts labels the ground truth does not name ("unknown lesion"): a lesion is one finding
+    vote_values = {gt_labels[n] for n in vote_lesions if n in gt_labels} | \
+        {lut[v] for n, v in pred_labels.items() if n not in gt_labels and n != "background"} if vote_lesions else set()
     for path in sorted(source.glob(f"*{file_ending}")):
-        if identity:
+        if identity and not vote_values:
             shutil.copyfile(path, target / path.name)
             continue
         image = sitk.ReadImage(str(path))
@@ -146,7 +152,10 @@ def remap_labels(source: Path, target: Path, pred_labels: dict[str, int], gt_lab
         table = np.arange(max(int(array.max()), max(lut)) + 1, dtype=np.int32)
         for value, new in lut.items():
             table[value] = new
-        out = sitk.GetImageFromArray(table[array].astype(np.uint8 if table.max() < 256 else np.uint16))
+        mapped = table[array]
+        if vote_values:
+            mapped = one_disease_per_lesion(mapped, vote_values)
+        out = sitk.GetImageFromArray(mapped.astype(np.uint8 if table.max() < 256 else np.uint16))
         out.CopyInformation(image)
         partial = target / f".partial.{path.name}"  # keeps the ending: SimpleITK picks the writer by it
         sitk.WriteImage(out, str(partial), useCompression=True)
@@ -207,14 +216,18 @@ class BenchmarkResult:
     timings: dict[str, dict[str, float]]  # entry -> {"predict_s": ...}
     tolerance_mm: float
     rows: list[dict]
+    lesion_vote: bool = True   # test-set maps scored after one_disease_per_lesion
 
 
 def run_benchmark(dataset: str | int, trainers: Sequence[str], folds: Sequence[int | str], output: Path,
                   configuration: str = "3d_fullres", plans: str = "nnUNetPlans", table: str | None = None,
                   device: str = "cpu", tta: bool = True, tolerance_mm: float = 2.0, unknown_threshold: float = 0.0,
                   checkpoint: str = "checkpoint_final.pth", test: bool = True, cross_validation: bool = True,
-                  overlays: bool = False, log: Callable[[str], None] = print) -> BenchmarkResult:
-    """Score `trainers` (TRAINER or ID/TRAINER) on `folds`; writes benchmark.md/csv/json/png into `output`."""
+                  overlays: bool = False, lesion_vote: bool = True,
+                  log: Callable[[str], None] = print) -> BenchmarkResult:
+    """Score `trainers` (TRAINER or ID/TRAINER) on `folds`; writes benchmark.md/csv/json/png into `output`.
+
+    `lesion_vote`: test-set label maps are scored after one_disease_per_lesion (lesion_vote.py)."""
     from nnunetv2_malenia.evaluation.evaluate_folder import evaluate_folders
 
     name = dataset_name(dataset)
@@ -264,14 +277,16 @@ def run_benchmark(dataset: str | int, trainers: Sequence[str], folds: Sequence[i
                 pred_labels, seconds = predict_test_set(entry, fold, images, target / "raw", device, tta, table,
                                                         unknown_threshold, checkpoint, overlays)
                 timings.setdefault(entry.spec, {})[f"predict_s_fold_{fold}"] = seconds
-                remap_labels(target / "raw", target / "labels", pred_labels, test_labels["labels"],
-                             test_labels.get("file_ending", ".nii.gz"))
                 groups = label_groups(test_labels)
                 lesion_names = [n for n, g in groups.items() if g in (SEEN, UNSEEN)] or sorted(groups)
+                remap_labels(target / "raw", target / "labels", pred_labels, test_labels["labels"],
+                             test_labels.get("file_ending", ".nii.gz"),
+                             vote_lesions=[n for n, g in groups.items() if g in (SEEN, UNSEEN)] if lesion_vote else ())
                 result = evaluate_folders(target / "labels", gt_test, labels=lesion_names, label_file=test_label_path,
                                           tolerance_mm=tolerance_mm, both_empty=math.nan, progress=False)
                 collect("test", entry, fold, result.summary, groups)
-    result = BenchmarkResult([e.spec for e in entries], list(folds), scores, timings, tolerance_mm, rows)
+    result = BenchmarkResult([e.spec for e in entries], list(folds), scores, timings, tolerance_mm, rows,
+                             lesion_vote and test)
     write_outputs(result, output)
     return result
 
@@ -289,7 +304,9 @@ def _cell(score: ClassScore | None, metric: str) -> str:
 def markdown(result: BenchmarkResult) -> str:
     lines = [f"Folds {', '.join(map(str, result.folds))}; DSC and NSD@{result.tolerance_mm:g}mm in %, mean ± std "
              "over folds of the per-fold mean over cases (cases where a class is absent from both the ground "
-             "truth and the prediction are left out)."]
+             "truth and the prediction are left out)." +
+             (" Test set: each connected lesion takes its majority disease label before scoring (one disease "
+              "per lesion; --voxelwise scores the raw label maps)." if result.lesion_vote else "")]
     for source, title in (("test", "Test set (imagesTs)"), ("cv", "Cross-validation (nnU-Net's fold validation)")):
         models = [m for m in result.entries if m in result.scores[source]]
         if not models:
@@ -350,7 +367,8 @@ def _group_mean(result: BenchmarkResult, source: str, model: str, names: Sequenc
 
 
 def summary_json(result: BenchmarkResult) -> dict:
-    out: dict = {"folds": result.folds, "tolerance_mm": result.tolerance_mm, "timings": result.timings, "sources": {}}
+    out: dict = {"folds": result.folds, "tolerance_mm": result.tolerance_mm, "lesion_vote": result.lesion_vote,
+                 "timings": result.timings, "sources": {}}
     for source, models in result.scores.items():
         out["sources"][source] = {}
         for model, per_label in models.items():

@@ -2,11 +2,11 @@
 
 nnU-Net's defaults (SGD 1e-2 with momentum 0.99, 1000 epochs x 250 iterations, mirroring, the
 full augmentation) are tuned for days on a GPU. On 2 CPU cores a comparison of four models must
-fit in an afternoon, about 1500 steps each, and there nnU-Net's SGD barely moves a narrow network
-(../shared/design/LEARNABILITY.md section 9; docs/benchmarks.md measures it on the tier). The
+fit in an afternoon, about 1600 steps each, and there nnU-Net's SGD barely moves a narrow network
+(docs/benchmarks.md measures it on the tier, nnUNetTrainer_cpu_nnunetrecipe). The
 recipe below changes only what a short budget needs, and every compared trainer uses it alike:
 
-- AdamW, learning rate 1e-3, nnU-Net's weight decay (3e-5), nnU-Net's poly decay;
+- AdamW, learning rate 2e-3, nnU-Net's weight decay (3e-5), nnU-Net's poly decay;
 - no mirroring, neither in training nor at test time (the phantoms have a left and a right:
   mirroring would swap left and right kidney labels);
 - no Gaussian-noise augmentation (the phantoms carry CT noise of their own); the rest of
@@ -42,9 +42,9 @@ def without_noise(transforms: ComposeTransforms) -> ComposeTransforms:
 class CpuRecipe:
     """Mixin for nnU-Net trainers: the CPU tier's schedule, optimiser and augmentation."""
 
-    cpu_schedule: dict[str, int] = {"num_epochs": 44, "num_iterations_per_epoch": 50,
-                                    "num_val_iterations_per_epoch": 5}
-    cpu_lr = 1e-3
+    cpu_schedule: dict[str, int] = {"num_epochs": 32, "num_iterations_per_epoch": 50,
+                                    "num_val_iterations_per_epoch": 3}
+    cpu_lr = 2e-3
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
