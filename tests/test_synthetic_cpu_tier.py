@@ -76,7 +76,7 @@ def test_every_lesion_is_at_least_the_presets_minimum_size(cpu_tier: Path):
             assert n >= 1, (case, label)
             sizes += np.bincount(components.ravel())[1:].tolist()
     assert min(sizes) >= CPU.min_lesion_voxels
-    assert np.median(sizes) >= 200     # "several hundred voxels": measured median ~300
+    assert np.median(sizes) >= 200     # "several hundred voxels": measured median ~500
 
 
 def test_cases_hold_several_diseases(cpu_tier: Path):
