@@ -141,8 +141,10 @@ def remap_labels(source: Path, target: Path, pred_labels: dict[str, int], gt_lab
     target.mkdir(parents=True, exist_ok=True)
     identity = all(k == v for k, v in lut.items())
     # the vote also counts labels the ground truth does not name ("unknown lesion"): a lesion is one finding
-    vote_values = {gt_labels[n] for n in vote_lesions if n in gt_labels} | \
-        {lut[v] for n, v in pred_labels.items() if n not in gt_labels and n != "background"} if vote_lesions else set()
+    vote_values = set()
+    if vote_lesions:
+        vote_values = ({gt_labels[n] for n in vote_lesions if n in gt_labels} |
+                       {lut[v] for n, v in pred_labels.items() if n not in gt_labels and n != "background"})
     for path in sorted(source.glob(f"*{file_ending}")):
         if identity and not vote_values:
             shutil.copyfile(path, target / path.name)
@@ -278,10 +280,10 @@ def run_benchmark(dataset: str | int, trainers: Sequence[str], folds: Sequence[i
                                                         unknown_threshold, checkpoint, overlays)
                 timings.setdefault(entry.spec, {})[f"predict_s_fold_{fold}"] = seconds
                 groups = label_groups(test_labels)
-                lesion_names = [n for n, g in groups.items() if g in (SEEN, UNSEEN)] or sorted(groups)
+                lesions = [n for n, g in groups.items() if g in (SEEN, UNSEEN)]
+                lesion_names = lesions or sorted(groups)
                 remap_labels(target / "raw", target / "labels", pred_labels, test_labels["labels"],
-                             test_labels.get("file_ending", ".nii.gz"),
-                             vote_lesions=[n for n, g in groups.items() if g in (SEEN, UNSEEN)] if lesion_vote else ())
+                             test_labels.get("file_ending", ".nii.gz"), vote_lesions=lesions if lesion_vote else ())
                 result = evaluate_folders(target / "labels", gt_test, labels=lesion_names, label_file=test_label_path,
                                           tolerance_mm=tolerance_mm, both_empty=math.nan, progress=False)
                 collect("test", entry, fold, result.summary, groups)
