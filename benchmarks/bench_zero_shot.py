@@ -47,7 +47,9 @@ ORACLE = (906, "MaleniaZSOracle")
 TIERS = {
     "cpu": {"configuration": "3d_cpu",
             "trainers": {ZS: ["nnUNetTrainer_cpu", "nnUNetTrainerMalenia_cpu", "nnUNetTrainerMalenia_nameonly_cpu"],
-                         ORACLE: ["nnUNetTrainer_cpu", "nnUNetTrainer_cpu_nnunetrecipe"]}},
+                         ORACLE: ["nnUNetTrainer_cpu", "nnUNetTrainer_cpu_nnunetrecipe"]},
+            # method changes measured one at a time (benchmarks/trainers/): only with --only
+            "ablations": {ZS: ["nnUNetTrainerMalenia_cpu_centred"]}},
     "full": {"configuration": "3d_fullres",
              "trainers": {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench",
                                "nnUNetTrainerMalenia_nameonly_bench", "nnUNetTrainerMalenia_benchSGD"],
@@ -72,6 +74,10 @@ def main() -> int:
     parser.add_argument("--only", action="append", default=None, metavar="MODEL",
                         help="train / evaluate only this model (repeatable): a trainer on 905, or 906/TRAINER "
                              "(default: all of them)")
+    parser.add_argument("--variant", action="append", default=[], metavar="TRAINER:KEY=VALUE",
+                        help="also evaluate a trained Malenia model of 905 with one MaleniaConfig field changed at "
+                             "inference (same weights), e.g. nnUNetTrainerMalenia_cpu:lesion_presence=nnunet; "
+                             "named TRAINER-KEY-VALUE in the table (repeatable)")
     parser.add_argument("--output", type=Path, default=None,
                         help="folder for the benchmark table and plot (default: WORKDIR/benchmark)")
     args = parser.parse_args()
@@ -94,7 +100,8 @@ def main() -> int:
     print(f"workdir {workdir}", flush=True)
     # (dataset, trainer, spec): spec is how `malenia benchmark -tr` names the model
     entries = [(ZS, t, t) for t in trainers[ZS]] + [(ORACLE, t, f"{ORACLE[0]}/{t}") for t in trainers[ORACLE]]
-    specs = [spec for _, _, spec in entries]
+    entries += [(ZS, t, t) for t in tier.get("ablations", {}).get(ZS, []) if t in (args.only or ())]
+    specs = [spec for _, _, spec in entries] + list(tier.get("ablations", {}).get(ZS, []))
     unknown = sorted(set(args.only or ()) - set(specs))
     if unknown:
         parser.error(f"--only {unknown[0]}: not a model of this benchmark; choose from {', '.join(specs)}")
@@ -113,6 +120,9 @@ def main() -> int:
                 print(f"{dataset_id} {trainer}: {result['wall_s']:.0f} s, peak RSS {result['peak_rss_mb']:.0f} MB",
                       flush=True)
     if args.stage in ("all", "evaluate"):
+        for variant in args.variant:
+            name = eval_variant(workdir, variant, configuration)
+            entries.append((ZS, name, name))
         output = (args.output or workdir / "benchmark").resolve()
         base = ["malenia", "benchmark", "-d", str(ZS[0]), "-c", configuration, "--folds", "0", "-o", str(output),
                 "--device", "cpu", "--disable-tta"]
@@ -141,6 +151,41 @@ def main() -> int:
         (output / "costs.md").write_text(cost_table(costs, trainers[ZS][0]))
         print(cost_table(costs, trainers[ZS][0]))
     return 0
+
+
+def eval_variant(workdir: Path, variant: str, configuration: str) -> str:
+    """A model folder that shares a trained Malenia model's weights but not its eval rule.
+
+    nnU-Net's predictor rebuilds the network from the folder's plans.json, so a copy of that file
+    with one MaleniaConfig field changed, beside links to the trained folds, is the same network
+    with another inference setting: an ablation of an eval rule costs no training.
+    """
+    from nnunetv2_malenia.network.config import PLANS_KEY, MaleniaConfig
+
+    trainer, _, setting = variant.partition(":")
+    key, _, value = setting.partition("=")
+    source = bt.fold_dir(workdir, trainer, *ZS, configuration).parent
+    if not (source / "plans.json").is_file() or not key or not value:
+        raise SystemExit(f"--variant {variant}: give TRAINER:KEY=VALUE for a trained Malenia model of {ZS[0]}")
+    plans = json.loads((source / "plans.json").read_text())
+    config = dict(plans[PLANS_KEY]["config"])
+    if key not in config:
+        raise SystemExit(f"--variant {variant}: {key!r} is not a MaleniaConfig field ({', '.join(config)})")
+    config[key] = type(config[key])(value) if not isinstance(config[key], bool) else value.lower() in ("1", "true")
+    plans[PLANS_KEY]["config"] = MaleniaConfig.from_dict(config).to_dict()
+    name = f"{trainer}-{key}-{value}"
+    target = source.parent / source.name.replace(trainer, name, 1)
+    for fold in sorted(source.glob("fold_*")):
+        (target / fold.name).mkdir(parents=True, exist_ok=True)
+        for file in ("checkpoint_final.pth",):
+            link = target / fold.name / file
+            if (fold / file).is_file() and not link.exists():
+                link.symlink_to(fold / file)
+    (target / "plans.json").write_text(json.dumps(plans, indent=1))
+    for file in ("dataset.json", "dataset_fingerprint.json", "bench_run.json"):
+        if (source / file).is_file():
+            (target / file).write_text((source / file).read_text())
+    return name
 
 
 def cost_table(costs: list[dict], baseline: str) -> str:

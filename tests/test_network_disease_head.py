@@ -76,3 +76,25 @@ def test_swapping_the_table_changes_output_channels_without_touching_weights():
     for y in (y3, y6, y2):
         torch.testing.assert_close(y.exp().sum(1), torch.ones(1, 16, 16, 16), atol=1e-4, rtol=0)
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in weights.items())
+
+
+def test_nnunet_presence_takes_lesion_mass_from_the_head_and_the_disease_from_the_tokens():
+    # labels: 0 background, 1 organ, 2 seen lesion (nnU-Net channel 2), 3 a disease never trained
+    head = DiseaseHead(num_values=5, num_head_classes=3, lesion_labels=[2])
+    head.set_knowledge_table(torch.rand(2, 5), [2, 3])
+    head_logits = torch.full((1, 3, 2, 1, 1), -10.0)
+    head_logits[0, 2, 0], head_logits[0, 1, 0] = 10.0, 0.0   # voxel 0: a lesion in the organ, says nnU-Net
+    head_logits[0, 1, 1] = 10.0   # voxel 1: organ
+    token_probs = torch.zeros(1, 2, 2, 1, 1)
+    token_probs[0, 0, :] = 0.3    # a faint token over both voxels...
+    scores = torch.tensor([[[0.1, 0.5], [0.0, 0.0]]])  # ...that says "the unseen disease"
+    by_tokens = head.label_log_probs(token_probs, scores, head_logits, "tokens").argmax(1).flatten().tolist()
+    by_nnunet = head.label_log_probs(token_probs, scores, head_logits, "nnunet")
+    assert by_tokens == [1, 1]                                     # too faint: the organ wins everywhere
+    assert by_nnunet.argmax(1).flatten().tolist() == [3, 1]        # the head finds it, the tokens name it
+    torch.testing.assert_close(by_nnunet.exp().sum(1), torch.ones(1, 2, 1, 1), atol=1e-5, rtol=0)
+
+
+def test_lesion_presence_rule_is_checked():
+    with pytest.raises(ValueError, match="lesion_presence must be one of tokens, nnunet, got 'both'"):
+        MaleniaConfig(lesion_presence="both")

@@ -93,3 +93,13 @@ class nnUNetTrainer_cpu_nnunetrecipe(nnUNetTrainer):
         from nnunetv2_malenia.training.cpu_recipe import CpuRecipe
         for name, value in CpuRecipe.cpu_schedule.items():
             setattr(self, name, value)
+
+
+# ----- issue 12: one change at a time on the CPU tier's Malenia (docs/benchmarks.md) ------------
+from nnunetv2_malenia.training.cpu_recipe import CPU_HEAD, nnUNetTrainerMalenia_cpu  # noqa: E402
+
+
+class nnUNetTrainerMalenia_cpu_centred(nnUNetTrainerMalenia_cpu):
+    """nnUNetTrainerMalenia_cpu with the text bank centred within each attribute type."""
+
+    malenia_config = {**CPU_HEAD, "center_text_bank": True}

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from nnunetv2_malenia.errors import MaleniaError
+from nnunetv2_malenia.planning.cpu_configuration import CPU_FEATURES
 
 DESCRIPTION = """\
 Add a configuration (default 3d_cpu) to a dataset's nnU-Net plans: it inherits from 3d_fullres,
@@ -28,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: %(default)s)")
     parser.add_argument("--name", default="3d_cpu", help="name of the new configuration (default: %(default)s)")
     parser.add_argument("--parent", default="3d_fullres", help="configuration it inherits from (default: %(default)s)")
-    parser.add_argument("--features", type=int, nargs="+", default=[16, 32, 64, 128], metavar="F",
-                        help="width of each encoder stage (default: 16 32 64 128)")
+    parser.add_argument("--features", type=int, nargs="+", default=list(CPU_FEATURES), metavar="F",
+                        help=f"width of each encoder stage (default: {' '.join(map(str, CPU_FEATURES))})")
     parser.add_argument("--batch-size", type=int, default=2, help="batch size (default: %(default)s)")
     parser.add_argument("--no-batch-dice", dest="batch_dice", action="store_false",
                         help="per-image Dice as 3d_fullres has it (default: Dice over the batch, which the CPU "

@@ -39,9 +39,11 @@ class AttributeBank(ResizableBuffersMixin):
 
     _resizable_buffers = ("value_embeddings", "value_type")
 
-    def __init__(self, num_values: int, text_dim: int, num_types: int, temperature_init: float = 0.07):
+    def __init__(self, num_values: int, text_dim: int, num_types: int, temperature_init: float = 0.07,
+                 centered: bool = False):
         super().__init__()
         self.num_types = num_types
+        self.centered = centered
         self.text_dim = text_dim
         self.register_buffer("value_embeddings", torch.zeros(num_values, text_dim))
         self.register_buffer("value_type", torch.arange(num_values, dtype=torch.long) % num_types)
@@ -67,7 +69,23 @@ class AttributeBank(ResizableBuffersMixin):
         return self.logit_scale_log.float().exp().clamp(max=MAX_LOGIT_SCALE)
 
     def normalized_bank(self) -> torch.Tensor:
-        return F.normalize(self.value_embeddings.float(), dim=-1)
+        """Unit value embeddings; `centered`: minus their type's mean first.
+
+        A frozen sentence encoder puts the values of one type close together (MiniLM: cosine 0.87-0.98
+        for "well-defined" vs "ill-defined margin", left vs right lobes), so a token must separate
+        them on a small angle. Subtracting the type's mean keeps only what tells the values apart:
+        the two values of a binary type become exact opposites. The mean is recomputed from the
+        installed vocabulary, so a table with new values is centred the same way at inference.
+        A type with a single value keeps its embedding (its centred vector would be zero).
+        """
+        bank = F.normalize(self.value_embeddings.float(), dim=-1)
+        if not self.centered:
+            return bank
+        member = type_one_hot(self.value_type, self.num_types)  # (V, T)
+        count = member.sum(0)  # (T,)
+        mean = (member.t() @ bank) / count.clamp_min(1).unsqueeze(-1)  # (T, D)
+        shift = mean[self.value_type.long()] * (count[self.value_type.long()] > 1).unsqueeze(-1)
+        return F.normalize(bank - shift, dim=-1)
 
     def logits(self, attr_embed: torch.Tensor) -> torch.Tensor:
         """Scaled cosine similarity (..., V) of attribute embeddings to every value, in float32."""

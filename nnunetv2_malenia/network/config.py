@@ -12,6 +12,7 @@ from typing import Any, Mapping
 # The section of an nnU-Net plans file (and so of a model folder's plans.json) holding the head's
 # configuration, vocabulary, knowledge table and text tower identity.
 PLANS_KEY = "malenia"
+LESION_PRESENCE_RULES = ("tokens", "nnunet")
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,17 @@ class MaleniaConfig:
     num_attribute_types: int = 8
     dropout: float = 0.0
     temperature_init: float = 0.07
+    # Subtract each attribute type's mean text embedding before the alignment (AttributeBank).
+    center_text_bank: bool = False
     # Inference-time attribute injection: argmax value per type (False) or similarity-weighted (True).
     soft_attribute_injection: bool = False
     # Labels of the training dataset that are lesions: their channels of nnU-Net's own head are
     # ignored in the eval output (the token path owns them).
     lesion_labels: tuple[int, ...] = field(default_factory=tuple)
+    # Eval rule: what decides whether a voxel is a lesion at all. "tokens": the tokens' summed
+    # lesion mass (the paper's semantic inference); "nnunet": the summed lesion channels of nnU-Net's
+    # own head, a class-agnostic lesion prior; either way the tokens decide which disease.
+    lesion_presence: str = "tokens"
 
     def __post_init__(self) -> None:
         if self.hidden_dim % self.num_heads:
@@ -43,6 +50,8 @@ class MaleniaConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.fusion_layers < 0:
             raise ValueError(f"fusion_layers must be >= 0, got {self.fusion_layers}")
+        if self.lesion_presence not in LESION_PRESENCE_RULES:
+            raise ValueError(f"lesion_presence must be one of {', '.join(LESION_PRESENCE_RULES)}, got {self.lesion_presence!r}")
         object.__setattr__(self, "lesion_labels", tuple(int(i) for i in self.lesion_labels))
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from .attribute_bank import type_one_hot
 from .buffers import ResizableBuffersMixin, as_index_tensor
 
 LOG_EPS = 1e-8
+# With presence "nnunet", a voxel no token covers shares its lesion mass evenly among the diseases.
+PRESENCE_EPS = 1e-6
 
 
 class DiseaseHead(ResizableBuffersMixin):
@@ -106,25 +108,36 @@ class DiseaseHead(ResizableBuffersMixin):
         return torch.exp(log_mass / row_has_type.sum(-1).clamp_min(1))
 
     def label_log_probs(self, token_probs: torch.Tensor, disease_scores: torch.Tensor,
-                        head_logits: torch.Tensor) -> torch.Tensor:
+                        head_logits: torch.Tensor, presence: str = "tokens") -> torch.Tensor:
         """token_probs (B, N, X, Y, Z); disease_scores (B, N, Dz) = objectness x p(d|q);
-        head_logits (B, C_head, X, Y, Z) -> log-probabilities (B, num_labels, X, Y, Z), float32."""
+        head_logits (B, C_head, X, Y, Z) -> log-probabilities (B, num_labels, X, Y, Z), float32.
+
+        presence "tokens": a voxel's lesion mass is the tokens' sum_d P_d (clamped at 1);
+        "nnunet": it is the softmax mass of nnU-Net's lesion channels (the channels the eval output
+        otherwise ignores), and the tokens only share it among the diseases in proportion to P_d.
+        """
         b = token_probs.shape[0]
         spatial = token_probs.shape[2:]
         n_labels = int(self.num_labels)
         probs = token_probs.new_zeros(b, n_labels, *spatial, dtype=torch.float32)
         lesion_total = torch.zeros(b, 1, *spatial, dtype=torch.float32, device=token_probs.device)
+        keep = self.head_label_map >= 0
+        head = torch.softmax(head_logits.float(), dim=1)
         if self.num_diseases:
             per_disease = torch.einsum("bnd,bnxyz->bdxyz", disease_scores.float(), token_probs.float())
-            lesion_total = per_disease.sum(1, keepdim=True)
-            per_disease = per_disease / lesion_total.clamp_min(1.0)
-            lesion_total = lesion_total.clamp(max=1.0)
+            token_total = per_disease.sum(1, keepdim=True)
+            if presence == "nnunet":
+                lesion_total = head[:, ~keep].sum(1, keepdim=True)
+                share = (per_disease + PRESENCE_EPS / self.num_diseases) / (token_total + PRESENCE_EPS)
+                per_disease = share * lesion_total
+            else:
+                per_disease = per_disease / token_total.clamp_min(1.0)
+                lesion_total = token_total.clamp(max=1.0)
             probs = probs.index_add(1, self.label_of_disease, per_disease)
         rest = 1.0 - lesion_total
-        keep = self.head_label_map >= 0
         if keep.any():
-            head = torch.softmax(head_logits.float()[:, keep], dim=1)
-            probs = probs.index_add(1, self.head_label_map[keep], rest * head)
+            kept = head[:, keep] / head[:, keep].sum(1, keepdim=True).clamp_min(LOG_EPS)
+            probs = probs.index_add(1, self.head_label_map[keep], rest * kept)
         else:
             probs = probs.index_add(1, torch.zeros(1, dtype=torch.long, device=probs.device), rest)
         return probs.clamp_min(LOG_EPS).log()

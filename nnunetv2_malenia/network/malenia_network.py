@@ -49,7 +49,7 @@ class MaleniaNetwork(nn.Module):
         self.transformer_decoder = MaskedAttentionDecoder([channels[i] for i in self.level_indices],
                                                           pixel_channels, config)
         self.attributes = AttributeBank(num_values, config.text_dim, config.num_attribute_types,
-                                        config.temperature_init)
+                                        config.temperature_init, config.center_text_bank)
         self.cmki = CrossModalKnowledgeInjection(config, pixel_channels)
         self.disease_head = DiseaseHead(num_values, int(backbone.decoder.num_classes), config.lesion_labels)
 
@@ -108,7 +108,7 @@ class MaleniaNetwork(nn.Module):
             "cmki": cmki,
             "indices": indices,
             "logit_scale": self.attributes.logit_scale(),
-            "value_embeddings": self.attributes.value_embeddings,
+            "value_embeddings": self.attributes.normalized_bank(),
             "value_type": self.attributes.value_type,
             "num_attribute_types": self.config.num_attribute_types,
         }
@@ -126,7 +126,7 @@ class MaleniaNetwork(nn.Module):
         p_disease = self.disease_head.disease_given_token(type_probs, self.attributes.value_type)
         scores = objectness.unsqueeze(-1) * p_disease
         seg = feats.seg[0] if isinstance(feats.seg, (list, tuple)) else feats.seg
-        log_probs = self.disease_head.label_log_probs(token_probs, scores, seg)
+        log_probs = self.disease_head.label_log_probs(token_probs, scores, seg, self.config.lesion_presence)
         return {"log_probs": log_probs, "token_probs": token_probs, "objectness": objectness,
                 "attribute_probs": type_probs, "disease_given_token": p_disease, "disease_scores": scores,
                 "row_match": self.disease_head.row_match(type_probs, self.attributes.value_type),

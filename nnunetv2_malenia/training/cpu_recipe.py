@@ -42,7 +42,7 @@ def without_noise(transforms: ComposeTransforms) -> ComposeTransforms:
 class CpuRecipe:
     """Mixin for nnU-Net trainers: the CPU tier's schedule, optimiser and augmentation."""
 
-    cpu_schedule: dict[str, int] = {"num_epochs": 32, "num_iterations_per_epoch": 50,
+    cpu_schedule: dict[str, int] = {"num_epochs": 44, "num_iterations_per_epoch": 50,
                                     "num_val_iterations_per_epoch": 3}
     cpu_lr = 2e-3
 
@@ -73,12 +73,21 @@ class nnUNetTrainer_cpu(CpuRecipe, nnUNetTrainer):
     compared with (`nnUNetv2_train ID 3d_cpu FOLD -tr nnUNetTrainer_cpu`)."""
 
 
+# The Malenia head sized for the CPU tier's 48^3 patches and 8-16-32-64 backbone: a patch holds
+# 2-6 lesions, so 8 tokens; a 128-wide head keeps the head's share of a step near the backbone's.
+CPU_HEAD = {"hidden_dim": 128, "num_tokens": 8, "num_heads": 4, "ffn_dim": 512}
+
+
 class nnUNetTrainerMalenia_cpu(CpuRecipe, nnUNetTrainerMalenia):
     """Malenia on the CPU recipe (`nnUNetv2_train ID 3d_cpu FOLD -tr nnUNetTrainerMalenia_cpu`)."""
+
+    malenia_config = CPU_HEAD
 
 
 class nnUNetTrainerMalenia_nameonly_cpu(CpuRecipe, nnUNetTrainerMalenia_nameonly):
     """The name-only ablation on the CPU recipe."""
+
+    malenia_config = CPU_HEAD
 
 
 class nnUNetTrainerMalenia_cpu_demo(nnUNetTrainerMalenia_cpu):
