@@ -75,7 +75,7 @@ class AttributeBank(ResizableBuffersMixin):
         for "well-defined" vs "ill-defined margin", left vs right lobes), so a token must separate
         them on a small angle. Subtracting the type's mean keeps only what tells the values apart:
         the two values of a binary type become exact opposites. The mean is recomputed from the
-        installed vocabulary, so a table with new values is centred the same way at inference.
+        installed vocabulary: a table that adds values to a type moves it (docs/network.md).
         A type with a single value keeps its embedding (its centred vector would be zero).
         """
         bank = F.normalize(self.value_embeddings.float(), dim=-1)

@@ -21,7 +21,7 @@ from nnunetv2_malenia._atomic import write_json_atomic
 from nnunetv2_malenia.errors import MaleniaError
 
 CPU_CONFIGURATION = "3d_cpu"
-CPU_FEATURES = (8, 16, 32, 64)
+CPU_FEATURES = (16, 32, 64, 128)
 CPU_BATCH_SIZE = 2
 # Dice over the batch, not per image: a CPU-tier image holds 2-4 of the 10 lesion classes, and
 # per-image Dice of an absent class is all or nothing (docs/benchmarks.md, calibration).

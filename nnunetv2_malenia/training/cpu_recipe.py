@@ -2,7 +2,7 @@
 
 nnU-Net's defaults (SGD 1e-2 with momentum 0.99, 1000 epochs x 250 iterations, mirroring, the
 full augmentation) are tuned for days on a GPU. On 2 CPU cores a comparison of four models must
-fit in an afternoon, about 1600 steps each, and there nnU-Net's SGD barely moves a narrow network
+fit in an afternoon, about 1700 steps each, and there nnU-Net's SGD barely moves a narrow network
 (docs/benchmarks.md measures it on the tier, nnUNetTrainer_cpu_nnunetrecipe). The
 recipe below changes only what a short budget needs, and every compared trainer uses it alike:
 
@@ -42,7 +42,7 @@ def without_noise(transforms: ComposeTransforms) -> ComposeTransforms:
 class CpuRecipe:
     """Mixin for nnU-Net trainers: the CPU tier's schedule, optimiser and augmentation."""
 
-    cpu_schedule: dict[str, int] = {"num_epochs": 44, "num_iterations_per_epoch": 50,
+    cpu_schedule: dict[str, int] = {"num_epochs": 34, "num_iterations_per_epoch": 50,
                                     "num_val_iterations_per_epoch": 3}
     cpu_lr = 2e-3
 
