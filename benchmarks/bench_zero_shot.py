@@ -17,7 +17,7 @@ One run, everything sequential on the CPU (never two trainings at once):
    - `--tier full`: today's full benchmark (`--shape`, 13 diseases, 5 unseen), 3d_fullres, E epochs
      x I iterations (benchmarks/trainers/): on 905 nnUNetTrainer_bench, nnUNetTrainerMalenia_bench,
      nnUNetTrainerMalenia_nameonly_bench, nnUNetTrainerMalenia_benchSGD; on 906 nnUNetTrainer_bench.
-3. `malenia benchmark -d 905 -tr ... -tr 906/TRAINER --folds 0 --no-cv`: predicts the 905 test
+3. `malenia benchmark -d 905 -tr ... -tr 906/TRAINER --folds 0 --no-cv` (CPU tier: `--min-lesion-ml 0.5`): predicts the 905 test
    cases with every model (Malenia models with their full knowledge table, unseen rows included;
    label numbers matched by name for the oracle), DSC and NSD per class, seen and unseen apart,
    wall time of training and prediction as ratios to nnUNetTrainer.
@@ -45,12 +45,13 @@ import bench_training as bt  # noqa: E402  (the shared synth / train / timing he
 ZS = (905, "MaleniaZS")
 ORACLE = (906, "MaleniaZSOracle")
 TIERS = {
-    "cpu": {"configuration": "3d_cpu",
+    # min_lesion_ml: predicted lesions under it are not findings (the tier's smallest lesion is ~2.3 ml)
+    "cpu": {"configuration": "3d_cpu", "min_lesion_ml": 0.5,
             "trainers": {ZS: ["nnUNetTrainer_cpu", "nnUNetTrainerMalenia_cpu", "nnUNetTrainerMalenia_nameonly_cpu"],
                          ORACLE: ["nnUNetTrainer_cpu", "nnUNetTrainer_cpu_nnunetrecipe"]},
             # method changes measured one at a time (benchmarks/trainers/): only with --only
             "ablations": {ZS: ["nnUNetTrainerMalenia_cpu_centred"]}},
-    "full": {"configuration": "3d_fullres",
+    "full": {"configuration": "3d_fullres", "min_lesion_ml": 0.0,
              "trainers": {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench",
                                "nnUNetTrainerMalenia_nameonly_bench", "nnUNetTrainerMalenia_benchSGD"],
                           ORACLE: ["nnUNetTrainer_bench"]}},
@@ -125,7 +126,7 @@ def main() -> int:
             entries.append((ZS, name, name))
         output = (args.output or workdir / "benchmark").resolve()
         base = ["malenia", "benchmark", "-d", str(ZS[0]), "-c", configuration, "--folds", "0", "-o", str(output),
-                "--device", "cpu", "--disable-tta"]
+                "--device", "cpu", "--disable-tta", "--min-lesion-ml", str(tier["min_lesion_ml"])]
         costs = []
         for dataset, trainer, spec in entries:  # one process per model: its own wall time and peak memory
             if not (bt.fold_dir(workdir, trainer, *dataset, configuration) / "checkpoint_final.pth").is_file():

@@ -32,3 +32,13 @@ def test_env_reports_paths_and_trainer_folder(tmp_path):
     assert lines["nnUNet_results"].startswith("NOT SET")
     assert "contains the trainer folder" in lines["nnUNet_extTrainer"]
     assert "all-MiniLM-L6-v2" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--min-lesion-ml", "-1"), "--min-lesion-ml must be a finite number >= 0, got -1.0"),
+    (("--min-lesion-ml", "0.5", "--voxelwise"), "--min-lesion-ml works on the lesion vote, which --voxelwise turns off"),
+])
+def test_benchmark_rejects_a_bad_minimum_lesion_volume(args, message):
+    result = run_malenia("benchmark", "-d", "905", "-tr", "nnUNetTrainer", *args)
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -61,6 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="score the test-set label maps as predicted; by default each connected lesion first "
                              "takes the disease label most of its voxels carry (one disease per lesion, every model "
                              "alike), so a few voxels of a second disease on a lesion's rim are not a false lesion")
+    parser.add_argument("--min-lesion-ml", type=float, default=0.0, metavar="ML",
+                        help="with the vote: a predicted lesion smaller than ML millilitres is not a finding and takes "
+                             "the label around it (default 0: off; 0.5 ml is a 10 mm sphere, RECIST's smallest "
+                             "measurable lesion; the CPU tier's benchmark uses it)")
     parser.set_defaults(func=run)
 
 
@@ -73,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not math.isfinite(args.tolerance_mm) or args.tolerance_mm < 0:
         raise MaleniaError(f"--tolerance-mm must be a finite number >= 0, got {args.tolerance_mm}")
+    if not math.isfinite(args.min_lesion_ml) or args.min_lesion_ml < 0:
+        raise MaleniaError(f"--min-lesion-ml must be a finite number >= 0, got {args.min_lesion_ml}")
+    if args.min_lesion_ml > 0 and args.voxelwise:
+        raise MaleniaError("--min-lesion-ml works on the lesion vote, which --voxelwise turns off; drop one")
     if args.no_test and args.no_cv:
         raise MaleniaError("--no-test and --no-cv leave nothing to score; drop one")
     folds = [f if f == "all" else int(f) for f in args.folds]
@@ -82,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     result = run_benchmark(name, args.trainer, folds, output, configuration=args.configuration, plans=args.plans,
                            table=args.table, device=device, tta=not args.disable_tta, tolerance_mm=args.tolerance_mm,
                            unknown_threshold=args.unknown_threshold, checkpoint=args.checkpoint,
-                           test=not args.no_test, cross_validation=not args.no_cv, lesion_vote=not args.voxelwise)
+                           test=not args.no_test, cross_validation=not args.no_cv, lesion_vote=not args.voxelwise,
+                           min_lesion_ml=args.min_lesion_ml)
     from nnunetv2_malenia.evaluation.benchmark import markdown
 
     print(markdown(result), end="")

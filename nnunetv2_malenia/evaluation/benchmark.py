@@ -120,12 +120,13 @@ def label_groups(label_file: dict, lesion_labels: Sequence[int] = ()) -> dict[st
 
 
 def remap_labels(source: Path, target: Path, pred_labels: dict[str, int], gt_labels: dict[str, int],
-                 file_ending: str, vote_lesions: Sequence[str] = ()) -> None:
+                 file_ending: str, vote_lesions: Sequence[str] = (), min_lesion_ml: float = 0.0) -> None:
     """Copy the label maps of `source` into `target`, renumbered from pred_labels to gt_labels by name.
 
     A predicted label the ground truth does not name (e.g. "unknown lesion") gets a value above all
     of the ground truth's, so it never counts as any of them. With `vote_lesions` (label names),
-    every connected lesion of those labels then takes its majority label (lesion_vote.py).
+    every connected lesion of those labels then takes its majority label (lesion_vote.py), and one
+    smaller than `min_lesion_ml` (millilitres, from each image's spacing) is no lesion.
     """
     import SimpleITK as sitk
 
@@ -156,7 +157,8 @@ def remap_labels(source: Path, target: Path, pred_labels: dict[str, int], gt_lab
             table[value] = new
         mapped = table[array]
         if vote_values:
-            mapped = one_disease_per_lesion(mapped, vote_values)
+            min_voxels = int(np.ceil(min_lesion_ml * 1000.0 / float(np.prod(image.GetSpacing())))) if min_lesion_ml > 0 else 0
+            mapped = one_disease_per_lesion(mapped, vote_values, min_voxels)
         out = sitk.GetImageFromArray(mapped.astype(np.uint8 if table.max() < 256 else np.uint16))
         out.CopyInformation(image)
         partial = target / f".partial.{path.name}"  # keeps the ending: SimpleITK picks the writer by it
@@ -219,17 +221,19 @@ class BenchmarkResult:
     tolerance_mm: float
     rows: list[dict]
     lesion_vote: bool = True   # test-set maps scored after one_disease_per_lesion
+    min_lesion_ml: float = 0.0  # with the vote: smaller predicted lesions are not findings
 
 
 def run_benchmark(dataset: str | int, trainers: Sequence[str], folds: Sequence[int | str], output: Path,
                   configuration: str = "3d_fullres", plans: str = "nnUNetPlans", table: str | None = None,
                   device: str = "cpu", tta: bool = True, tolerance_mm: float = 2.0, unknown_threshold: float = 0.0,
                   checkpoint: str = "checkpoint_final.pth", test: bool = True, cross_validation: bool = True,
-                  overlays: bool = False, lesion_vote: bool = True,
+                  overlays: bool = False, lesion_vote: bool = True, min_lesion_ml: float = 0.0,
                   log: Callable[[str], None] = print) -> BenchmarkResult:
     """Score `trainers` (TRAINER or ID/TRAINER) on `folds`; writes benchmark.md/csv/json/png into `output`.
 
-    `lesion_vote`: test-set label maps are scored after one_disease_per_lesion (lesion_vote.py)."""
+    `lesion_vote`: test-set label maps are scored after one_disease_per_lesion (lesion_vote.py), with
+    predicted lesions under `min_lesion_ml` millilitres given to their surroundings."""
     from nnunetv2_malenia.evaluation.evaluate_folder import evaluate_folders
 
     name = dataset_name(dataset)
@@ -283,12 +287,13 @@ def run_benchmark(dataset: str | int, trainers: Sequence[str], folds: Sequence[i
                 lesions = [n for n, g in groups.items() if g in (SEEN, UNSEEN)]
                 lesion_names = lesions or sorted(groups)
                 remap_labels(target / "raw", target / "labels", pred_labels, test_labels["labels"],
-                             test_labels.get("file_ending", ".nii.gz"), vote_lesions=lesions if lesion_vote else ())
+                             test_labels.get("file_ending", ".nii.gz"), vote_lesions=lesions if lesion_vote else (),
+                             min_lesion_ml=min_lesion_ml)
                 result = evaluate_folders(target / "labels", gt_test, labels=lesion_names, label_file=test_label_path,
                                           tolerance_mm=tolerance_mm, both_empty=math.nan, progress=False)
                 collect("test", entry, fold, result.summary, groups)
     result = BenchmarkResult([e.spec for e in entries], list(folds), scores, timings, tolerance_mm, rows,
-                             lesion_vote and test)
+                             lesion_vote and test, min_lesion_ml if lesion_vote and test else 0.0)
     write_outputs(result, output)
     return result
 
@@ -308,7 +313,9 @@ def markdown(result: BenchmarkResult) -> str:
              "over folds of the per-fold mean over cases (cases where a class is absent from both the ground "
              "truth and the prediction are left out)." +
              (" Test set: each connected lesion takes its majority disease label before scoring (one disease "
-              "per lesion; --voxelwise scores the raw label maps)." if result.lesion_vote else "")]
+              "per lesion; --voxelwise scores the raw label maps)." if result.lesion_vote else "") +
+             (f" Predicted lesions under {result.min_lesion_ml:g} ml are not findings (--min-lesion-ml)."
+              if result.min_lesion_ml > 0 else "")]
     for source, title in (("test", "Test set (imagesTs)"), ("cv", "Cross-validation (nnU-Net's fold validation)")):
         models = [m for m in result.entries if m in result.scores[source]]
         if not models:

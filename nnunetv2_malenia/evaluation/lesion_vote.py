@@ -10,6 +10,11 @@ every model, Malenia and nnU-Net alike, after this vote (`--voxelwise` scores th
 Lesions are the 26-connected components of the union of all lesion labels; organ labels and
 background are never changed. Two lesions of different diseases that touch form one component
 and take one label (the larger share).
+
+`min_voxels` (optional, `malenia benchmark --min-lesion-ml`): a component smaller than that is not
+a finding: it takes the non-lesion label most common on its one-voxel shell (the organ it sits
+in). Specks of 1-10 voxels in a case without that disease are what costs a voxel-wise head most
+on the CPU tier (docs/benchmarks.md), and no real lesion of a benchmark is that small.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ import numpy as np
 from scipy import ndimage
 
 
-def one_disease_per_lesion(labels: np.ndarray, lesion_values: Iterable[int]) -> np.ndarray:
+def one_disease_per_lesion(labels: np.ndarray, lesion_values: Iterable[int], min_voxels: int = 0) -> np.ndarray:
     """A copy of `labels` in which every connected lesion carries its majority lesion label
-    (ties: the lower label value)."""
+    (ties: the lower label value); lesions under `min_voxels` take their surroundings' label."""
     lesion_values = np.asarray(sorted({int(v) for v in lesion_values}), dtype=labels.dtype)
     out = labels.copy()
     if lesion_values.size == 0:
@@ -37,4 +42,15 @@ def one_disease_per_lesion(labels: np.ndarray, lesion_values: Iterable[int]) -> 
     np.add.at(votes, (components[is_lesion], index), 1)
     winner = lesion_values[np.argmax(votes, axis=1)]
     out[is_lesion] = winner[components[is_lesion]]
+    if min_voxels > 0:
+        sizes = votes.sum(1)
+        for c in np.flatnonzero(sizes[1:] < min_voxels) + 1:
+            out[components == c] = _surrounding_label(labels, components == c, is_lesion)
     return out
+
+
+def _surrounding_label(labels: np.ndarray, component: np.ndarray, is_lesion: np.ndarray) -> int:
+    """The non-lesion label most common on the 26-connected one-voxel shell of `component`."""
+    shell = ndimage.binary_dilation(component, structure=np.ones((3,) * labels.ndim, dtype=bool)) & ~is_lesion
+    values, counts = np.unique(labels[shell], return_counts=True)
+    return int(values[np.argmax(counts)]) if values.size else 0
