@@ -117,3 +117,13 @@ def test_cpu_recipe_drops_noise_and_mirroring_and_uses_adamw():
     ours = [type(inner(t)) for t in nnUNetTrainer_cpu.get_training_transforms(**args).transforms]
     assert GaussianNoiseTransform in stock and GaussianNoiseTransform not in ours
     assert [t for t in stock if t is not GaussianNoiseTransform] == ours
+
+
+def test_the_command_defaults_to_the_calibrated_widths():
+    from conftest import run_malenia
+
+    from nnunetv2_malenia.planning.cpu_configuration import CPU_FEATURES
+
+    result = run_malenia("cpu-config", "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"(default: {' '.join(map(str, CPU_FEATURES))})" in " ".join(result.stdout.split())
