@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic_test_reader import load_model, model_arguments, test_cases, test_split  # noqa: E402
+
 
 def auroc(positive: list[float], negative: list[float]) -> float:
     """P(score of a positive > score of a negative), ties counted half."""
@@ -50,46 +53,26 @@ def best_threshold(known: list[float], unknown: list[float]) -> tuple[float, flo
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-m", "--model", type=Path, required=True, help="model folder (nnUNetTrainerMalenia...)")
-    parser.add_argument("-r", "--raw", type=Path, required=True, help="raw synthetic dataset with imagesTs/labelsTs")
-    parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument("-f", "--fold", type=int, default=0)
+    model_arguments(parser)
     args = parser.parse_args()
 
     import torch
-    from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder, get_identifiers_from_splitted_dataset_folder
-    from tqdm import tqdm
 
     from nnunetv2_malenia.inference.lesion_report import lesion_reports
-    from nnunetv2_malenia.inference.zero_shot_predictor import ZeroShotPredictor
     from nnunetv2_malenia.knowledge import KnowledgeTable
 
-    predictor = ZeroShotPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                  perform_everything_on_device=False, device=torch.device("cpu"), verbose=False,
-                                  verbose_preprocessing=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(args.model), [args.fold], "checkpoint_final.pth")
-    full = predictor.model.table
-    seen_names = set(predictor.model.disease_of_label.values())
-    seen_only = KnowledgeTable(f"{full.name}-seen-only", full.vocabulary,
-                               tuple(row for row in full.diseases if row.name in seen_names), full.source)
-    predictor.install_table(seen_only, unknown_threshold=0.0)
-    network = predictor.network
-    network.load_state_dict(predictor.list_of_parameters[0])
-    network.eval()
+    def seen_rows(full, model):
+        seen = set(model.disease_of_label.values())
+        return KnowledgeTable(f"{full.name}-seen-only", full.vocabulary,
+                              tuple(row for row in full.diseases if row.name in seen), full.source)
 
-    test = json.loads((args.raw / "dataset_test.json").read_text())
-    disease_of_label = {v: k for k, v in {**test["seen_diseases"], **test["unseen_diseases"]}.items()}
-    truth = json.loads((args.raw / "lesion_attributes.json").read_text())["cases"]
-    cases = get_identifiers_from_splitted_dataset_folder(str(args.raw / "imagesTs"), ".nii.gz")
-    files = create_lists_from_splitted_dataset_folder(str(args.raw / "imagesTs"), ".nii.gz", cases, num_processes=1)
-    preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
+    predictor, network = load_model(args.model, args.fold, seen_rows)
+    full, seen_only = predictor.model.table, predictor.table
+    test, disease_of_label, truth = test_split(args.raw)
     rows = []
-    for case, case_files in tqdm(list(zip(cases, files)), desc="cases"):
-        data, seg, properties = preprocessor.run_case(case_files, str(args.raw / "labelsTs" / f"{case}.nii.gz"),
-                                                      predictor.plans_manager, predictor.configuration_manager,
-                                                      predictor.dataset_json)
+    for case, data, seg, properties in test_cases(predictor, args.raw):
         with torch.no_grad():
-            reports = lesion_reports(network, torch.from_numpy(data), seg[0].astype(np.int16), disease_of_label,
+            reports = lesion_reports(network, torch.from_numpy(data), seg, disease_of_label,
                                      seen_only, properties, predictor.plans_manager.transpose_forward,
                                      tuple(predictor.configuration_manager.patch_size),
                                      tuple(predictor.configuration_manager.spacing))

@@ -39,6 +39,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic_test_reader import load_model, model_arguments, test_cases, test_split  # noqa: E402
+
 FINDING = ("token_dice", "oracle_dice", "objectness", "token_mass", "nnunet_mass")
 NAMING = ("named_by_mass", "named_by_token")
 
@@ -138,43 +141,19 @@ def summarise(rows: list[dict], unseen: set[str], type_keys) -> tuple[dict, str]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-m", "--model", type=Path, required=True, help="model folder (nnUNetTrainerMalenia...)")
-    parser.add_argument("-r", "--raw", type=Path, required=True, help="raw synthetic dataset with imagesTs/labelsTs")
-    parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument("-f", "--fold", type=int, default=0)
+    model_arguments(parser)
     args = parser.parse_args()
 
     import torch
-    from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder, get_identifiers_from_splitted_dataset_folder
-    from tqdm import tqdm
 
-    from nnunetv2_malenia.inference.zero_shot_predictor import ZeroShotPredictor
-
-    predictor = ZeroShotPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                  perform_everything_on_device=False, device=torch.device("cpu"), verbose=False,
-                                  verbose_preprocessing=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(args.model), [args.fold], "checkpoint_final.pth")
-    table = predictor.model.table
-    predictor.install_table(table)
-    network = predictor.network
-    network.load_state_dict(predictor.list_of_parameters[0])
-    network.eval()
-
-    test = json.loads((args.raw / "dataset_test.json").read_text())
-    disease_of_label = {v: k for k, v in {**test["seen_diseases"], **test["unseen_diseases"]}.items()}
-    truth = json.loads((args.raw / "lesion_attributes.json").read_text())["cases"]
-    cases = get_identifiers_from_splitted_dataset_folder(str(args.raw / "imagesTs"), ".nii.gz")
-    files = create_lists_from_splitted_dataset_folder(str(args.raw / "imagesTs"), ".nii.gz", cases, num_processes=1)
-    preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
+    predictor, network = load_model(args.model, args.fold)
+    test, disease_of_label, truth = test_split(args.raw)
     patch = tuple(predictor.configuration_manager.patch_size)
     rows = []
-    for case, case_files in tqdm(list(zip(cases, files)), desc="cases"):
-        data, seg, _ = preprocessor.run_case(case_files, str(args.raw / "labelsTs" / f"{case}.nii.gz"),
-                                             predictor.plans_manager, predictor.configuration_manager,
-                                             predictor.dataset_json)
+    for case, data, seg, _ in test_cases(predictor, args.raw):
         with torch.no_grad():
-            for row in lesion_rows(network, torch.from_numpy(data), seg[0].astype(np.int16), truth[case],
-                                   disease_of_label, predictor.table, patch):
+            for row in lesion_rows(network, torch.from_numpy(data), seg, truth[case], disease_of_label,
+                                   predictor.table, patch):
                 rows.append({"case": case, **row})
     summary, markdown = summarise(rows, set(test["unseen_diseases"]), predictor.table.vocabulary.type_keys)
     args.output.mkdir(parents=True, exist_ok=True)
