@@ -45,7 +45,8 @@ def one_disease_per_lesion(labels: np.ndarray, lesion_values: Iterable[int], min
     if min_voxels > 0:
         sizes = votes.sum(1)
         for c in np.flatnonzero(sizes[1:] < min_voxels) + 1:
-            out[components == c] = _surrounding_label(labels, components == c, is_lesion)
+            speck = components == c
+            out[speck] = _surrounding_label(labels, speck, is_lesion)
     return out
 
 

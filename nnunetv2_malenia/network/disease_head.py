@@ -122,12 +122,11 @@ class DiseaseHead(ResizableBuffersMixin):
         probs = token_probs.new_zeros(b, n_labels, *spatial, dtype=torch.float32)
         lesion_total = torch.zeros(b, 1, *spatial, dtype=torch.float32, device=token_probs.device)
         keep = self.head_label_map >= 0
-        head = torch.softmax(head_logits.float(), dim=1)
         if self.num_diseases:
             per_disease = torch.einsum("bnd,bnxyz->bdxyz", disease_scores.float(), token_probs.float())
             token_total = per_disease.sum(1, keepdim=True)
             if presence == "nnunet":
-                lesion_total = head[:, ~keep].sum(1, keepdim=True)
+                lesion_total = torch.softmax(head_logits.float(), dim=1)[:, ~keep].sum(1, keepdim=True)
                 share = (per_disease + PRESENCE_EPS / self.num_diseases) / (token_total + PRESENCE_EPS)
                 per_disease = share * lesion_total
             else:
@@ -136,8 +135,8 @@ class DiseaseHead(ResizableBuffersMixin):
             probs = probs.index_add(1, self.label_of_disease, per_disease)
         rest = 1.0 - lesion_total
         if keep.any():
-            kept = head[:, keep] / head[:, keep].sum(1, keepdim=True).clamp_min(LOG_EPS)
-            probs = probs.index_add(1, self.head_label_map[keep], rest * kept)
+            head = torch.softmax(head_logits.float()[:, keep], dim=1)  # over the kept channels: no underflow
+            probs = probs.index_add(1, self.head_label_map[keep], rest * head)
         else:
             probs = probs.index_add(1, torch.zeros(1, dtype=torch.long, device=probs.device), rest)
         return probs.clamp_min(LOG_EPS).log()
