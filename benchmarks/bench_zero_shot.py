@@ -50,7 +50,8 @@ TIERS = {
             "trainers": {ZS: ["nnUNetTrainer_cpu", "nnUNetTrainerMalenia_cpu", "nnUNetTrainerMalenia_nameonly_cpu"],
                          ORACLE: ["nnUNetTrainer_cpu", "nnUNetTrainer_cpu_nnunetrecipe"]},
             # method changes measured one at a time (benchmarks/trainers/): only with --only
-            "ablations": {ZS: ["nnUNetTrainerMalenia_cpu_centred"]}},
+            "ablations": {ZS: ["nnUNetTrainerMalenia_cpu_centred", "nnUNetTrainerMalenia_cpu_lw01",
+                                   "nnUNetTrainerMalenia_cpu_lw01_anomalies"]}},
     "full": {"configuration": "3d_fullres", "min_lesion_ml": 0.0,
              "trainers": {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench",
                                "nnUNetTrainerMalenia_nameonly_bench", "nnUNetTrainerMalenia_benchSGD"],

@@ -97,9 +97,22 @@ class nnUNetTrainer_cpu_nnunetrecipe(nnUNetTrainer):
 
 # ----- issue 12: one change at a time on the CPU tier's Malenia (docs/benchmarks.md) ------------
 from nnunetv2_malenia.training.cpu_recipe import CPU_HEAD, nnUNetTrainerMalenia_cpu  # noqa: E402
+from nnunetv2_malenia.training.synthetic_anomalies import AnomalyConfig  # noqa: E402
 
 
 class nnUNetTrainerMalenia_cpu_centred(nnUNetTrainerMalenia_cpu):
     """nnUNetTrainerMalenia_cpu with the text bank centred within each attribute type."""
 
     malenia_config = {**CPU_HEAD, "center_text_bank": True}
+
+
+class nnUNetTrainerMalenia_cpu_lw01(nnUNetTrainerMalenia_cpu):
+    """nnUNetTrainerMalenia_cpu with the token loss weighted 0.1 next to nnU-Net's loss."""
+
+    malenia_loss_weight = 0.1
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies(nnUNetTrainerMalenia_cpu_lw01):
+    """nnUNetTrainerMalenia_cpu_lw01 with synthetic anomalies as class-agnostic lesion targets."""
+
+    anomalies = AnomalyConfig()

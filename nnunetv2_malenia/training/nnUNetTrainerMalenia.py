@@ -37,11 +37,13 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from nnunetv2_malenia.errors import MaleniaError
 from nnunetv2_malenia.knowledge.knowledge_table import disease_name_table
 from nnunetv2_malenia.loss import LossWeights, MaleniaCriterion
+from nnunetv2_malenia.loss.targets import LesionTargets
 from nnunetv2_malenia.network import MaleniaConfig, MaleniaNetwork, build_malenia_network
 from nnunetv2_malenia.network.config import PLANS_KEY
 from nnunetv2_malenia.training.dataset_knowledge import dataset_knowledge, raw_dataset_folder
 from nnunetv2_malenia.training.lesion_targets import LesionAttributeLookup, build_lesion_targets
 from nnunetv2_malenia.training.progress import MaleniaProgressLogger
+from nnunetv2_malenia.training.synthetic_anomalies import AnomalyConfig, paste_anomalies
 
 
 def unwrap(network: torch.nn.Module) -> MaleniaNetwork:
@@ -56,6 +58,14 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
     # Head configuration; variants override single fields (see MaleniaConfig for the meaning).
     malenia_config: dict[str, Any] = {}
     loss_weights = LossWeights()
+    # Weight of Malenia's token loss next to nnU-Net's Dice+CE in the total. The two meet only in the
+    # shared backbone (the decoder, CMKI and alignment see the token loss alone, and AdamW is blind
+    # to a loss's scale), so this sets how much of the backbone's update serves the tokens:
+    # at 1.0 the token loss's backbone gradient is 12-24x nnU-Net's (docs/benchmarks.md).
+    malenia_loss_weight = 1.0
+    # Synthetic anomalies pasted into training patches as class-agnostic lesion targets for the
+    # tokens (training/synthetic_anomalies.py); None: off.
+    anomalies: AnomalyConfig | None = None
     text_tower = "default"  # a tower spec (docs/text_tower.md); $MALENIA_TEXT_TOWER overrides it
     initial_lr_malenia = 3e-4  # AdamW; see docs/training.md for the comparison with nnU-Net's SGD
     # nnU-Net trainer attributes a variant sets after nnU-Net's __init__ (num_epochs, save_every, ...)
@@ -87,6 +97,7 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
             "text_tower_spec": str(self.text_tower),
         }
         self.max_lesions = config.num_tokens
+        self._anomaly_rng = np.random.default_rng()
         self.criterion: MaleniaCriterion | None = None
         self.logger.local_logger = MaleniaProgressLogger.replacing(self.logger.local_logger, self.vocabulary.type_keys,
                                                                    config.num_blocks + 1)
@@ -149,6 +160,37 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
                  for b, key in enumerate(batch["keys"])]
         return [t for t, _ in built], [labels for _, labels in built]
 
+    def _anomaly_intensity(self) -> tuple[float, tuple[float, float]]:
+        """(one contrast unit, value range) in the network's input units, from the plans: HU for
+        CT normalisation (the foreground std and the clip percentiles), else 1/400 of a unit."""
+        scheme = self.configuration_manager.normalization_schemes[0]
+        props = self.plans_manager.foreground_intensity_properties_per_channel.get("0")
+        if scheme == "CTNormalization" and props:
+            std = max(float(props["std"]), 1e-8)
+            mean = float(props["mean"])
+            return 1.0 / std, ((float(props["percentile_00_5"]) - mean) / std, (float(props["percentile_99_5"]) - mean) / std)
+        return 1.0 / 400.0, (-np.inf, np.inf)
+
+    def _add_anomalies(self, batch: dict, targets: list) -> list:
+        """Paste synthetic anomalies into batch["data"] (in place) and append them to the targets,
+        with no attribute target (the contrastive loss skips them; CMKI injects the predicted values)."""
+        target = batch["target"][0] if isinstance(batch["target"], list) else batch["target"]
+        seg = target[:, 0].numpy() if isinstance(target, torch.Tensor) else np.asarray(target)[:, 0]
+        data = batch["data"].numpy() if isinstance(batch["data"], torch.Tensor) else batch["data"]
+        unit, clip = self._anomaly_intensity()
+        lesion_labels = set(self.knowledge.lesion_labels)
+        out = []
+        for b, t in enumerate(targets):
+            masks = paste_anomalies(data[b], seg[b], lesion_labels, self.max_lesions - t.num_lesions,
+                                    self.anomalies, unit, clip, self._anomaly_rng)
+            if masks:
+                new = torch.from_numpy(np.stack(masks)).to(t.masks.device)
+                none = torch.zeros(len(masks), t.attribute_targets.shape[1], dtype=torch.bool,
+                                   device=t.attribute_targets.device)
+                t = LesionTargets(torch.cat([t.masks, new]), torch.cat([t.attribute_targets, none]))
+            out.append(t)
+        return out
+
     def _all_finite(self, value: torch.Tensor) -> bool:
         """Every rank must take the same decision, or DDP's gradient all-reduce hangs."""
         finite = torch.isfinite(value.detach()).float().reshape(1)
@@ -158,6 +200,8 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
 
     def train_step(self, batch: dict) -> dict:
         targets, _ = self._lesion_targets(batch)
+        if self.anomalies is not None:
+            targets = self._add_anomalies(batch, targets)
         data = batch["data"].to(self.device, non_blocking=True)
         seg = [t.to(self.device, non_blocking=True) for t in batch["target"]] if isinstance(batch["target"], list) \
             else batch["target"].to(self.device, non_blocking=True)
@@ -166,7 +210,7 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
             out = self.network(data, targets=targets, matcher=self.criterion.matcher)
             nnunet_loss = self.loss(out["seg"], seg)
             parts = self.criterion(out, targets)
-            loss = nnunet_loss + parts["loss"]
+            loss = nnunet_loss + self.malenia_loss_weight * parts["loss"]
         if not self._all_finite(loss):
             self.print_to_log_file(f"non-finite loss ({loss.item()}) in epoch {self.current_epoch}: step skipped "
                                    f"(cases {list(batch['keys'])})")

@@ -1,0 +1,92 @@
+"""Synthetic anomalies: random blobs pasted into organs as class-agnostic lesion targets.
+
+Why: a model trained on a handful of lesion types learns "lesion = one of these appearances", and
+a lesion of a new appearance (hyperdense where every seen lesion of that organ was hypodense) is
+organ to it: measured on the CPU tier, no token and no nnU-Net lesion channel fires on three of
+the four unseen diseases (docs/benchmarks.md, zero-shot diagnosis). Finding must not depend on
+having seen the appearance; naming is the text's job. So, during training, some patches get one or
+two blobs of random size, shape, density (darker or brighter than their organ), texture and margin,
+pasted inside an organ. Each blob is a lesion for the token path (mask, objectness, CMKI's masks)
+with no attribute target: it teaches "differs from its organ = a lesion" and nothing about which
+disease. The generator knows nothing of the knowledge table or of the benchmark's renderer.
+
+nnU-Net's own head keeps its target (the blob's voxels stay the organ's label), so nnU-Net's loss
+and the organ labels are untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    """How often and what kind of blobs are pasted. Intensities are in HU for CT-normalised data
+    (converted with the plans' foreground std) and in normalised units otherwise."""
+
+    probability: float = 0.5            # per patch
+    max_per_patch: int = 2
+    radius_voxels: tuple[float, float] = (3.0, 6.5)
+    contrast: tuple[float, float] = (40.0, 160.0)   # |mean offset from the organ|, either sign
+    heterogeneity: tuple[float, float] = (0.0, 0.6)  # texture std as a fraction of the offset
+    margin_blur_voxels: tuple[float, float] = (0.0, 1.5)
+    irregularity: tuple[float, float] = (0.0, 0.35)  # boundary perturbation as a fraction of the radius
+    min_voxels: int = 40
+
+
+def _smooth_noise(shape: tuple[int, ...], sigma: float, rng: np.random.Generator) -> np.ndarray:
+    field = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
+    return field / (field.std() + 1e-6)
+
+
+def _blob(host: np.ndarray, cfg: AnomalyConfig, rng: np.random.Generator) -> np.ndarray | None:
+    """A boolean blob inside `host` (an organ minus existing lesions), or None if it does not fit."""
+    core = ndimage.binary_erosion(host, iterations=2)
+    candidates = np.argwhere(core if core.any() else host)
+    if not len(candidates):
+        return None
+    center = candidates[rng.integers(len(candidates))]
+    radii = rng.uniform(*cfg.radius_voxels, size=3) * rng.uniform(0.8, 1.2, size=3)
+    lo = np.maximum(center - np.ceil(radii * 1.5).astype(int), 0)
+    hi = np.minimum(center + np.ceil(radii * 1.5).astype(int) + 1, host.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
+    distance = np.sqrt((((grid - center) / radii) ** 2).sum(-1))  # 1 on the ellipsoid's surface
+    distance = distance + rng.uniform(*cfg.irregularity) * _smooth_noise(distance.shape, 1.5, rng)
+    mask = np.zeros(host.shape, dtype=bool)
+    mask[box] = (distance < 1.0) & host[box]
+    if mask.sum() < cfg.min_voxels:
+        return None
+    return mask
+
+
+def paste_anomalies(image: np.ndarray, segmentation: np.ndarray, lesion_labels: set[int], room: int,
+                    cfg: AnomalyConfig, intensity_unit: float, clip: tuple[float, float],
+                    rng: np.random.Generator) -> list[np.ndarray]:
+    """Paste blobs into `image` (C, X, Y, Z, modified in place) inside the organs of `segmentation`
+    (X, Y, Z); returns their masks. `room`: how many more lesion targets the patch may hold;
+    `intensity_unit`: one contrast unit in the image's (normalised) units; `clip`: the value range."""
+    if room <= 0 or rng.random() >= cfg.probability:
+        return []
+    lesion = np.isin(segmentation, list(lesion_labels))
+    taken = ndimage.binary_dilation(lesion, iterations=2)
+    organs = [label for label in np.unique(segmentation) if label > 0 and label not in lesion_labels]
+    masks: list[np.ndarray] = []
+    for _ in range(min(room, int(rng.integers(1, cfg.max_per_patch + 1)))):
+        if not organs:
+            break
+        host = (segmentation == organs[rng.integers(len(organs))]) & ~taken
+        mask = _blob(host, cfg, rng)
+        if mask is None:
+            continue
+        offset = rng.choice([-1.0, 1.0]) * rng.uniform(*cfg.contrast) * intensity_unit
+        texture = rng.uniform(*cfg.heterogeneity) * abs(offset) * _smooth_noise(mask.shape, 1.0, rng)
+        alpha = ndimage.gaussian_filter(mask.astype(np.float32), rng.uniform(*cfg.margin_blur_voxels))
+        image += (alpha * (offset + texture))[None]
+        np.clip(image, clip[0], clip[1], out=image)
+        masks.append(alpha >= 0.5)
+        taken |= ndimage.binary_dilation(mask, iterations=2)
+    return [m for m in masks if m.any()]
