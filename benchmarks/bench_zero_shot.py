@@ -51,7 +51,8 @@ TIERS = {
                          ORACLE: ["nnUNetTrainer_cpu", "nnUNetTrainer_cpu_nnunetrecipe"]},
             # method changes measured one at a time (benchmarks/trainers/): only with --only
             "ablations": {ZS: ["nnUNetTrainerMalenia_cpu_centred", "nnUNetTrainerMalenia_cpu_lw01",
-                                   "nnUNetTrainerMalenia_cpu_lw01_anomalies"]}},
+                                   "nnUNetTrainerMalenia_cpu_lw01_anomalies",
+                                   "nnUNetTrainerMalenia_cpu_lw01_anomalies_described"]}},
     "full": {"configuration": "3d_fullres", "min_lesion_ml": 0.0,
              "trainers": {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench",
                                "nnUNetTrainerMalenia_nameonly_bench", "nnUNetTrainerMalenia_benchSGD"],

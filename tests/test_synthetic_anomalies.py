@@ -23,8 +23,8 @@ def test_blobs_sit_inside_organs_away_from_lesions_and_change_only_their_surroun
     pasted = 0
     for _ in range(20):
         image, seg = _phantom()
-        masks = paste_anomalies(image, seg, {LESION}, room=4, cfg=always, intensity_unit=0.01,
-                                clip=(-10.0, 10.0), rng=rng)
+        masks = [a.mask for a in paste_anomalies(image, seg, {LESION}, room=4, cfg=always, intensity_unit=0.01,
+                                                  clip=(-10.0, 10.0), rng=rng)]
         assert 1 <= len(masks) <= 2
         for mask in masks:
             assert mask.sum() >= always.min_voxels
@@ -44,8 +44,23 @@ def test_no_blob_without_room_or_by_chance_and_values_stay_in_the_clip_range():
     assert paste_anomalies(image, seg, {LESION}, 0, AnomalyConfig(probability=1.0), 0.01, (-1, 1), rng) == []
     assert paste_anomalies(image, seg, {LESION}, 4, AnomalyConfig(probability=0.0), 0.01, (-1, 1), rng) == []
     assert np.all(image == 0)
-    masks = paste_anomalies(image, seg, {LESION}, 4, AnomalyConfig(probability=1.0), 1.0, (-0.3, 0.3), rng)
-    assert masks and image.min() >= -0.3 and image.max() <= 0.3
+    pasted = paste_anomalies(image, seg, {LESION}, 4, AnomalyConfig(probability=1.0), 1.0, (-0.3, 0.3), rng)
+    assert pasted and image.min() >= -0.3 and image.max() <= 0.3
+
+
+def test_described_blobs_name_what_their_drawing_makes_unambiguous():
+    rng = np.random.default_rng(2)
+    flat_sharp = AnomalyConfig(probability=1.0, heterogeneity=(0.0, 0.05), margin_blur_voxels=(0.0, 0.2),
+                               irregularity=(0.0, 0.05), describe=True)
+    for _ in range(10):
+        image, seg = _phantom()
+        for a in paste_anomalies(image, seg, {LESION}, 4, flat_sharp, 0.01, (-10, 10), rng):
+            brighter = image[0][a.mask].mean() > 0
+            assert set(a.properties) == {"brighter" if brighter else "darker", "flat", "sharp", "ellipsoid"}
+    in_between = AnomalyConfig(probability=1.0, heterogeneity=(0.2, 0.3), margin_blur_voxels=(0.6, 0.8),
+                               irregularity=(0.12, 0.2), describe=True)
+    image, seg = _phantom()
+    assert {a.properties[1:] for a in paste_anomalies(image, seg, {LESION}, 4, in_between, 0.01, (-10, 10), rng)} == {()}
 
 
 def test_a_target_without_attribute_values_adds_nothing_to_the_alignment_loss():
@@ -56,3 +71,38 @@ def test_a_target_without_attribute_values_adds_nothing_to_the_alignment_loss():
     with_anomaly = multi_positive_nce(z, pos, bank, value_type, 2, torch.tensor(10.0))
     without = multi_positive_nce(z[:2], pos[:2], bank, value_type, 2, torch.tensor(10.0))
     assert torch.allclose(with_anomaly, without)
+
+
+def test_the_trainer_appends_anomalies_to_the_patch_targets_with_the_described_values():
+    from types import SimpleNamespace
+
+    from nnunetv2_malenia.knowledge import load_vocabulary
+    from nnunetv2_malenia.loss.targets import LesionTargets
+    from nnunetv2_malenia.training.nnUNetTrainerMalenia import nnUNetTrainerMalenia
+
+    class Trainer:  # the three methods under test on a trainer without nnU-Net's setup
+        _add_anomalies = nnUNetTrainerMalenia._add_anomalies
+        _anomaly_vectors = nnUNetTrainerMalenia._anomaly_vectors
+
+        def _anomaly_intensity(self):
+            return 0.01, (-10.0, 10.0)
+
+    trainer = Trainer()
+    trainer.vocabulary = vocabulary = load_vocabulary()
+    trainer.knowledge = SimpleNamespace(lesion_labels=[LESION])
+    trainer.max_lesions = 3
+    trainer.anomalies = AnomalyConfig(probability=1.0, max_per_patch=2, heterogeneity=(0.0, 0.05), describe=True)
+    trainer._anomaly_rng = np.random.default_rng(3)
+    image, seg = _phantom()
+    batch = {"data": torch.from_numpy(image[None].copy()), "target": [torch.from_numpy(seg[None, None].copy())]}
+    lesion = LesionTargets(torch.from_numpy(seg == LESION)[None], torch.zeros(1, len(vocabulary.phrases), dtype=torch.bool))
+    lesion.attribute_targets[0, 0] = True
+    (out,) = trainer._add_anomalies(batch, [lesion])
+    assert out.num_lesions in (2, 3)                               # the lesion, then one or two blobs
+    assert torch.equal(out.masks[0], lesion.masks[0]) and torch.equal(out.attribute_targets[0], lesion.attribute_targets[0])
+    homogeneous = vocabulary.value_index("density_variation", "homogeneous")
+    density = {vocabulary.value_index("density", p) for p in ("hypodense lesion", "hyperdense lesion")}
+    for row, mask in zip(out.attribute_targets[1:], out.masks[1:]):
+        values = set(torch.nonzero(row).flatten().tolist())
+        assert homogeneous in values and len(values & density) == 1
+        assert batch["data"][0, 0][mask].abs().mean() > 0.3        # the blob is in the image the network sees

@@ -116,3 +116,9 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies(nnUNetTrainerMalenia_cpu_lw01):
     """nnUNetTrainerMalenia_cpu_lw01 with synthetic anomalies as class-agnostic lesion targets."""
 
     anomalies = AnomalyConfig()
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described(nnUNetTrainerMalenia_cpu_lw01):
+    """... with the anomalies' unambiguous attribute values as targets (AnomalyConfig.describe)."""
+
+    anomalies = AnomalyConfig(describe=True)

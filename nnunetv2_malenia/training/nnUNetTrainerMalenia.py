@@ -171,23 +171,37 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
             return 1.0 / std, ((float(props["percentile_00_5"]) - mean) / std, (float(props["percentile_99_5"]) - mean) / std)
         return 1.0 / 400.0, (-np.inf, np.inf)
 
+    def _anomaly_vectors(self) -> dict[str, np.ndarray]:
+        """Per drawn property, its multi-hot vocabulary vector (empty if describe is off)."""
+        vectors = {}
+        if self.anomalies.describe:
+            for prop, type_key, phrase in self.anomalies.phrases:
+                if type_key in self.vocabulary.type_keys and phrase in self.vocabulary.phrases:
+                    vector = np.zeros(len(self.vocabulary.phrases), dtype=bool)
+                    vector[self.vocabulary.value_index(type_key, phrase)] = True
+                    vectors[prop] = vector
+        return vectors
+
     def _add_anomalies(self, batch: dict, targets: list) -> list:
-        """Paste synthetic anomalies into batch["data"] (in place) and append them to the targets,
-        with no attribute target (the contrastive loss skips them; CMKI injects the predicted values)."""
+        """Paste synthetic anomalies into batch["data"] (in place) and append them to the targets.
+        Their attribute targets hold only what `describe` names (none by default: the contrastive
+        loss skips a target without values, and CMKI injects the predicted ones)."""
         target = batch["target"][0] if isinstance(batch["target"], list) else batch["target"]
         seg = target[:, 0].numpy() if isinstance(target, torch.Tensor) else np.asarray(target)[:, 0]
         data = batch["data"].numpy() if isinstance(batch["data"], torch.Tensor) else batch["data"]
         unit, clip = self._anomaly_intensity()
+        vectors = self._anomaly_vectors()
+        empty = np.zeros(len(self.vocabulary.phrases), dtype=bool)
         lesion_labels = set(self.knowledge.lesion_labels)
         out = []
         for b, t in enumerate(targets):
-            masks = paste_anomalies(data[b], seg[b], lesion_labels, self.max_lesions - t.num_lesions,
-                                    self.anomalies, unit, clip, self._anomaly_rng)
-            if masks:
-                new = torch.from_numpy(np.stack(masks)).to(t.masks.device)
-                none = torch.zeros(len(masks), t.attribute_targets.shape[1], dtype=torch.bool,
-                                   device=t.attribute_targets.device)
-                t = LesionTargets(torch.cat([t.masks, new]), torch.cat([t.attribute_targets, none]))
+            pasted = paste_anomalies(data[b], seg[b], lesion_labels, self.max_lesions - t.num_lesions,
+                                     self.anomalies, unit, clip, self._anomaly_rng)
+            if pasted:
+                masks = torch.from_numpy(np.stack([a.mask for a in pasted])).to(t.masks.device)
+                attrs = np.stack([np.any([vectors.get(p, empty) for p in a.properties] + [empty], 0) for a in pasted])
+                t = LesionTargets(torch.cat([t.masks, masks]),
+                                  torch.cat([t.attribute_targets, torch.from_numpy(attrs).to(t.attribute_targets.device)]))
             out.append(t)
         return out
 

@@ -6,9 +6,16 @@ organ to it: measured on the CPU tier, no token and no nnU-Net lesion channel fi
 the four unseen diseases (docs/benchmarks.md, zero-shot diagnosis). Finding must not depend on
 having seen the appearance; naming is the text's job. So, during training, some patches get one or
 two blobs of random size, shape, density (darker or brighter than their organ), texture and margin,
-pasted inside an organ. Each blob is a lesion for the token path (mask, objectness, CMKI's masks)
-with no attribute target: it teaches "differs from its organ = a lesion" and nothing about which
-disease. The generator knows nothing of the knowledge table or of the benchmark's renderer.
+pasted inside an organ. Each blob is a lesion for the token path (mask, objectness, CMKI's masks):
+it teaches "differs from its organ = a lesion" and nothing about which disease. The generator
+knows nothing of the knowledge table or of the benchmark's renderer.
+
+Optionally (`describe=True`) a blob also carries the attribute values its drawing makes
+unambiguous by the radiological definitions: darker or brighter than its organ (density), texture
+weak or strong next to the offset (density variation), a sharp or a blurred edge (margin), an
+ellipsoid or a perturbed one (shape). Values in between are left without a target. In the lesions of
+a training set every attribute comes tied to its disease; these blobs show each value on every
+organ and in every combination, so the readout can learn a type apart from the others.
 
 nnU-Net's own head keeps its target (the blob's voxels stay the organ's label), so nnU-Net's loss
 and the organ labels are untouched.
@@ -35,6 +42,41 @@ class AnomalyConfig:
     margin_blur_voxels: tuple[float, float] = (0.0, 1.5)
     irregularity: tuple[float, float] = (0.0, 0.35)  # boundary perturbation as a fraction of the radius
     min_voxels: int = 40
+    # Attribute targets for what the drawing makes unambiguous (see the module docstring).
+    describe: bool = False
+    # (type key, phrase) per drawn property; a phrase missing from the vocabulary is skipped.
+    phrases: tuple[tuple[str, str, str], ...] = (
+        ("darker", "density", "hypodense lesion"), ("brighter", "density", "hyperdense lesion"),
+        ("flat", "density_variation", "homogeneous"), ("textured", "density_variation", "heterogeneous"),
+        ("sharp", "surface_characteristics", "well-defined margin"),
+        ("blurred", "surface_characteristics", "ill-defined margin"),
+        ("ellipsoid", "shape", "round-like"), ("perturbed", "shape", "irregular"))
+
+
+@dataclass
+class Anomaly:
+    """A pasted blob: its mask and the drawn properties that name attribute values (see `phrases`)."""
+
+    mask: np.ndarray
+    properties: tuple[str, ...]
+
+
+def _properties(offset: float, heterogeneity: float, blur: float, irregularity: float) -> tuple[str, ...]:
+    """The properties a radiologist would call unambiguous; thresholds leave a gap between values."""
+    found = ["darker" if offset < 0 else "brighter"]
+    if heterogeneity < 0.1:
+        found.append("flat")
+    elif heterogeneity > 0.35:
+        found.append("textured")
+    if blur < 0.4:
+        found.append("sharp")
+    elif blur > 1.0:
+        found.append("blurred")
+    if irregularity < 0.08:
+        found.append("ellipsoid")
+    elif irregularity > 0.25:
+        found.append("perturbed")
+    return tuple(found)
 
 
 def _smooth_noise(shape: tuple[int, ...], sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -42,20 +84,20 @@ def _smooth_noise(shape: tuple[int, ...], sigma: float, rng: np.random.Generator
     return field / (field.std() + 1e-6)
 
 
-def _blob(host: np.ndarray, cfg: AnomalyConfig, rng: np.random.Generator) -> np.ndarray | None:
+def _blob(host: np.ndarray, cfg: AnomalyConfig, irregularity: float, rng: np.random.Generator) -> np.ndarray | None:
     """A boolean blob inside `host` (an organ minus existing lesions), or None if it does not fit."""
     core = ndimage.binary_erosion(host, iterations=2)
     candidates = np.argwhere(core if core.any() else host)
     if not len(candidates):
         return None
     center = candidates[rng.integers(len(candidates))]
-    radii = rng.uniform(*cfg.radius_voxels, size=3) * rng.uniform(0.8, 1.2, size=3)
+    radii = rng.uniform(*cfg.radius_voxels) * rng.uniform(0.85, 1.15, size=3)
     lo = np.maximum(center - np.ceil(radii * 1.5).astype(int), 0)
     hi = np.minimum(center + np.ceil(radii * 1.5).astype(int) + 1, host.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
     grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
     distance = np.sqrt((((grid - center) / radii) ** 2).sum(-1))  # 1 on the ellipsoid's surface
-    distance = distance + rng.uniform(*cfg.irregularity) * _smooth_noise(distance.shape, 1.5, rng)
+    distance = distance + irregularity * _smooth_noise(distance.shape, 1.5, rng)
     mask = np.zeros(host.shape, dtype=bool)
     mask[box] = (distance < 1.0) & host[box]
     if mask.sum() < cfg.min_voxels:
@@ -65,28 +107,31 @@ def _blob(host: np.ndarray, cfg: AnomalyConfig, rng: np.random.Generator) -> np.
 
 def paste_anomalies(image: np.ndarray, segmentation: np.ndarray, lesion_labels: set[int], room: int,
                     cfg: AnomalyConfig, intensity_unit: float, clip: tuple[float, float],
-                    rng: np.random.Generator) -> list[np.ndarray]:
+                    rng: np.random.Generator) -> list[Anomaly]:
     """Paste blobs into `image` (C, X, Y, Z, modified in place) inside the organs of `segmentation`
-    (X, Y, Z); returns their masks. `room`: how many more lesion targets the patch may hold;
+    (X, Y, Z); returns them. `room`: how many more lesion targets the patch may hold;
     `intensity_unit`: one contrast unit in the image's (normalised) units; `clip`: the value range."""
     if room <= 0 or rng.random() >= cfg.probability:
         return []
     lesion = np.isin(segmentation, list(lesion_labels))
     taken = ndimage.binary_dilation(lesion, iterations=2)
     organs = [label for label in np.unique(segmentation) if label > 0 and label not in lesion_labels]
-    masks: list[np.ndarray] = []
+    pasted: list[Anomaly] = []
     for _ in range(min(room, int(rng.integers(1, cfg.max_per_patch + 1)))):
         if not organs:
             break
         host = (segmentation == organs[rng.integers(len(organs))]) & ~taken
-        mask = _blob(host, cfg, rng)
+        irregularity = rng.uniform(*cfg.irregularity)
+        mask = _blob(host, cfg, irregularity, rng)
         if mask is None:
             continue
-        offset = rng.choice([-1.0, 1.0]) * rng.uniform(*cfg.contrast) * intensity_unit
-        texture = rng.uniform(*cfg.heterogeneity) * abs(offset) * _smooth_noise(mask.shape, 1.0, rng)
-        alpha = ndimage.gaussian_filter(mask.astype(np.float32), rng.uniform(*cfg.margin_blur_voxels))
-        image += (alpha * (offset + texture))[None]
+        offset = rng.choice([-1.0, 1.0]) * rng.uniform(*cfg.contrast)
+        heterogeneity, blur = rng.uniform(*cfg.heterogeneity), rng.uniform(*cfg.margin_blur_voxels)
+        texture = heterogeneity * abs(offset) * _smooth_noise(mask.shape, 1.0, rng)
+        alpha = ndimage.gaussian_filter(mask.astype(np.float32), blur)
+        image += (alpha * (offset + texture) * intensity_unit)[None]
         np.clip(image, clip[0], clip[1], out=image)
-        masks.append(alpha >= 0.5)
+        if (alpha >= 0.5).any():
+            pasted.append(Anomaly(alpha >= 0.5, _properties(offset, heterogeneity, blur, irregularity)))
         taken |= ndimage.binary_dilation(mask, iterations=2)
-    return [m for m in masks if m.any()]
+    return pasted
