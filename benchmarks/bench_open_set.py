@@ -3,7 +3,7 @@
 For every lesion of the synthetic test set (a connected component of a lesion label in
 `labelsTs`, i.e. localisation given, so this measures the text side independently of mask
 quality) the trained network reads it exactly as `malenia predict` reads a predicted lesion
-(`lesion_reports`: one pass on a patch around it, the token overlapping it best). Two numbers per
+(`lesion_reports` on nnU-Net's sliding-window pass: the token overlapping it best). Two numbers per
 lesion:
 
 - its attribute readout against the lesion's true values (`lesion_attributes.json`): accuracy per
@@ -71,11 +71,9 @@ def main() -> int:
     test, disease_of_label, truth = test_split(args.raw)
     rows = []
     for case, data, seg, properties in test_cases(predictor, args.raw):
-        with torch.no_grad():
-            reports = lesion_reports(network, torch.from_numpy(data), seg, disease_of_label,
-                                     seen_only, properties, predictor.plans_manager.transpose_forward,
-                                     tuple(predictor.configuration_manager.patch_size),
-                                     tuple(predictor.configuration_manager.spacing))
+        _, windows = predictor.predict_with_windows(torch.from_numpy(data), candidate_mass=0.0)  # every voxel
+        reports = lesion_reports(network, windows, seg, disease_of_label, seen_only, properties,
+                                 predictor.plans_manager.transpose_forward, tuple(predictor.configuration_manager.spacing))
         for report in reports:
             record = truth[case][str(report.label)]
             correct = {}

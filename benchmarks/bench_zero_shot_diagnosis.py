@@ -46,11 +46,28 @@ FINDING = ("token_dice", "oracle_dice", "objectness", "token_mass", "nnunet_mass
 NAMING = ("named_by_mass", "named_by_token")
 
 
+def _window(center: np.ndarray, patch: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """A patch-sized window centred on `center`, shifted to stay inside the image."""
+    starts = [int(np.clip(round(c - p / 2), 0, max(s - p, 0))) for c, p, s in zip(center, patch, shape)]
+    return tuple(slice(st, min(st + p, s)) for st, p, s in zip(starts, patch, shape))
+
+
+def _padded(x, patch: tuple[int, ...]):
+    """Pad the last dims of x up to the patch size, half before (as nnU-Net pads small images)."""
+    import torch
+
+    pads, keep = [], []
+    for size, target in zip(x.shape[-len(patch):], patch):
+        extra = max(target - size, 0)
+        keep.append(slice(extra // 2, extra // 2 + size))
+        pads.append((extra // 2, extra - extra // 2))
+    return torch.nn.functional.pad(x, [p for pair in reversed(pads) for p in pair]), tuple(keep)
+
+
 def lesion_rows(network, data, seg, truth: dict, disease_of_label: dict[int, str], table, patch) -> list[dict]:
     """One row per ground-truth lesion of one case (data (C, X, Y, Z) and seg in working space)."""
     import torch
 
-    from nnunetv2_malenia.inference.lesion_report import _padded, _window
     from nnunetv2_malenia.training.lesion_targets import connected_lesions
 
     rows = []

@@ -6,6 +6,7 @@ import SimpleITK as sitk
 import torch
 
 from nnunetv2_malenia.inference.lesion_report import lesion_reports, working_to_world
+from nnunetv2_malenia.inference.window_tokens import WindowRecorder
 from nnunetv2_malenia.knowledge import load_knowledge_table
 from nnunetv2_malenia.network import MaleniaConfig, build_malenia_network
 from nnunetv2_malenia.network.toy import unet_plans
@@ -47,6 +48,15 @@ def network_and_table():
     return network.eval(), table
 
 
+def one_window(network, data: torch.Tensor) -> WindowRecorder:
+    """What the predictor records on an image that is one window: one pass over all of it."""
+    recorder = WindowRecorder(tuple(data.shape[1:]), network.disease_head.label_of_disease)
+    recorder.start_pass(tuple(data.shape[1:]), [(slice(None), *[slice(0, s) for s in data.shape[1:]])])
+    with torch.no_grad():
+        recorder.add(network.predict_details(data[None]))
+    return recorder
+
+
 def test_reports_read_one_token_per_lesion(network_and_table):
     network, table = network_and_table
     seg = np.zeros((24, 24, 24), dtype=np.int16)
@@ -56,8 +66,8 @@ def test_reports_read_one_token_per_lesion(network_and_table):
     image.SetSpacing((2.0, 2.0, 2.0))
     properties = _properties(image, [[0, 24]] * 3, (24, 24, 24))
     disease_of_label = {3: table.disease_names[1], 5: table.disease_names[3]}
-    reports = lesion_reports(network, torch.randn(1, 24, 24, 24), seg, disease_of_label, table, properties,
-                             [0, 1, 2], (16, 16, 16), (2.0, 2.0, 2.0))
+    reports = lesion_reports(network, one_window(network, torch.randn(1, 24, 24, 24)), seg, disease_of_label, table,
+                             properties, [0, 1, 2], (2.0, 2.0, 2.0))
     assert [(r.label, r.voxels) for r in reports] == [(3, 64), (5, 54)]
     first = reports[0]
     assert first.disease == table.disease_names[1]
@@ -97,15 +107,68 @@ def test_overlay_png_shows_each_lesion(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case.nii.gz", "case_0000.nii.gz", "none.png", "two.png"]
 
 
-def test_lesions_inside_one_window_share_one_network_pass(network_and_table, monkeypatch):
+def test_a_one_window_report_is_the_best_overlapping_tokens_readout(network_and_table):
+    """The report's values are those of the token with the best soft Dice against the lesion
+    (the rule of the former per-lesion pass), read from the one pass."""
     network, table = network_and_table
+    torch.manual_seed(1)
+    data = torch.randn(1, 16, 16, 16)
     seg = np.zeros((16, 16, 16), dtype=np.int16)
-    seg[2:4, 2:4, 2:4] = 3
-    seg[10:12, 10:12, 10:12] = 3
+    seg[3:8, 4:9, 2:6] = 3
+    image = sitk.Image([16, 16, 16], sitk.sitkInt16)
+    (report,) = lesion_reports(network, one_window(network, data), seg, {3: table.disease_names[2]}, table,
+                               _properties(image, [[0, 16]] * 3, (16, 16, 16)), [0, 1, 2], (1.0, 1.0, 1.0))
+    with torch.no_grad():
+        details = network.predict_details(data[None])
+    probs = details["token_probs"][0].flatten(1)
+    lesion = torch.from_numpy(seg == 3).flatten().float()
+    token = int((2 * probs @ lesion / (probs.sum(1) + lesion.sum() + 1e-6)).argmax())
+    expected = details["attribute_probs"][0, token]
+    for t, (key, readout) in enumerate(report.attributes.items()):
+        value = int(expected[t].argmax())
+        assert readout["value"] == table.vocabulary.phrases[value]
+        assert readout["similarity"] == pytest.approx(float(expected[t, value]), abs=1e-4)
+    np.testing.assert_allclose(list(report.row_scores.values()), details["disease_given_token"][0, token].numpy(), atol=1e-5)
+    match = network.disease_head.row_match(details["attribute_probs"], network.attributes.value_type)[0, token]
+    np.testing.assert_allclose(list(report.row_match.values()), match.numpy(), atol=1e-5)
+    assert report.objectness == pytest.approx(float(details["objectness"][0, token]), abs=1e-6)
+
+
+def test_the_predictor_keeps_every_windows_tokens_from_its_own_sliding_window_pass(network_and_table):
+    """nnU-Net's sliding window (padding, overlapping windows, mirroring) runs once; the recorder
+    holds each window's unmirrored tokens at the window's place in the image."""
+    from types import SimpleNamespace
+
+    from nnunetv2_malenia.inference.zero_shot_predictor import ZeroShotPredictor
+
+    network, table = network_and_table
+    predictor = ZeroShotPredictor(tile_step_size=0.5, use_mirroring=True, device=torch.device("cpu"),
+                                  allow_tqdm=False)
+    predictor.network = network
+    predictor.configuration_manager = SimpleNamespace(patch_size=[16, 16, 16])
+    predictor.label_manager = SimpleNamespace(num_segmentation_heads=int(network.disease_head.num_labels))
+    predictor.allowed_mirroring_axes = (0, 1, 2)
+    predictor.list_of_parameters = [network.state_dict()]
+    data = torch.randn(1, 28, 12, 16)   # 3 windows along x (x = 0, 6, 12; step 0.5), padded to 16 along y
     calls = []
     original = network.predict_details
-    monkeypatch.setattr(network, "predict_details", lambda x: calls.append(x.shape) or original(x))
-    image = sitk.Image([16, 16, 16], sitk.sitkInt16)
-    reports = lesion_reports(network, torch.randn(1, 16, 16, 16), seg, {3: table.disease_names[0]}, table,
-                             _properties(image, [[0, 16]] * 3, (16, 16, 16)), [0, 1, 2], (16, 16, 16), (1.0, 1.0, 1.0))
-    assert len(reports) == 2 and len(calls) == 1
+    network.predict_details = lambda x: calls.append(x.shape) or original(x)
+    try:
+        logits, windows = predictor.predict_with_windows(data)
+    finally:
+        del network.predict_details
+    assert logits.shape == (int(network.disease_head.num_labels), 28, 12, 16)
+    assert len(calls) == 3 * 8                       # 3 windows x (1 + 7 mirrored passes), nothing else
+    assert [w.region for w in windows.windows] == [(slice(x, x + 16), slice(0, 12), slice(0, 16)) for x in (0, 6, 12)]
+    padded = torch.nn.functional.pad(data, (0, 0, 2, 2))   # nnU-Net pads y 12 -> 16, 2 voxels before
+    with torch.no_grad():
+        second = original(padded[None, :, 12:28])
+    kept = second["token_probs"][0][:, :, 2:14].flatten(1)
+    np.testing.assert_allclose(windows.windows[2].mask_total, kept.sum(1).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(windows.windows[2].attribute_probs, second["attribute_probs"][0].numpy(), atol=1e-5)
+    lesion = np.zeros((28, 12, 16), dtype=bool)
+    lesion[23:27, 3:8, 5:9] = True                   # only in the last window
+    window, token = windows.best_token(lesion)
+    assert window is windows.windows[2]
+    inside = torch.from_numpy(lesion[12:28].ravel()).float()
+    assert token == int((2 * kept @ inside / (kept.sum(1) + inside.sum() + 1e-6)).argmax())

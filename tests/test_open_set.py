@@ -9,7 +9,7 @@ from nnunetv2_malenia.inference.lesion_report import UNKNOWN_LESION, lesion_repo
 from nnunetv2_malenia.inference.zero_shot_predictor import mark_unknown_lesions
 from nnunetv2_malenia.network.disease_head import DiseaseHead
 
-from test_lesion_report import _properties, network_and_table  # noqa: F401  (shared fixture)
+from test_lesion_report import _properties, network_and_table, one_window  # noqa: F401  (shared fixture)
 
 
 def test_row_match_is_the_geometric_mean_of_the_mass_on_allowed_values():
@@ -42,8 +42,9 @@ def test_lesions_below_the_threshold_are_reported_unknown_with_their_closest_row
     network, table = network_and_table
     seg = _two_lesions()
     image = sitk.Image([24, 24, 24], sitk.sitkInt16)
-    args = (network, torch.randn(1, 24, 24, 24), seg, {3: table.disease_names[1], 5: table.disease_names[3]}, table,
-            _properties(image, [[0, 24]] * 3, (24, 24, 24)), [0, 1, 2], (16, 16, 16), (2.0, 2.0, 2.0))
+    args = (network, one_window(network, torch.randn(1, 24, 24, 24)), seg,
+            {3: table.disease_names[1], 5: table.disease_names[3]}, table,
+            _properties(image, [[0, 24]] * 3, (24, 24, 24)), [0, 1, 2], (2.0, 2.0, 2.0))
     known = lesion_reports(*args, unknown=(1e-9, 40))
     assert [r.disease for r in known] == [table.disease_names[1], table.disease_names[3]]
     unknown = lesion_reports(*args, unknown=(0.999999, 40))
@@ -59,8 +60,8 @@ def test_marking_unknown_lesions_relabels_exactly_their_voxels(network_and_table
     network, table = network_and_table
     seg = _two_lesions()
     image = sitk.Image([24, 24, 24], sitk.sitkInt16)
-    reports = lesion_reports(network, torch.randn(1, 24, 24, 24), seg, {3: "a", 5: "b"}, table,
-                             _properties(image, [[0, 24]] * 3, (24, 24, 24)), [0, 1, 2], (16, 16, 16), (2.0, 2.0, 2.0),
+    reports = lesion_reports(network, one_window(network, torch.randn(1, 24, 24, 24)), seg, {3: "a", 5: "b"}, table,
+                             _properties(image, [[0, 24]] * 3, (24, 24, 24)), [0, 1, 2], (2.0, 2.0, 2.0),
                              unknown=(1e-9, 6))
     reports[1].disease, reports[1].label = UNKNOWN_LESION, 6  # only the second lesion is unknown
     logits = torch.full((7, 24, 24, 24), -20.0)

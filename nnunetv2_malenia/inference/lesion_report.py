@@ -1,11 +1,12 @@
 """Per-lesion reports: disease, every table row's score, the attribute readout, volume, centroid.
 
 A predicted lesion is a connected component of one disease label in the network's working space
-(nnU-Net's preprocessed image: transposed, cropped, resampled). The network is run once more on a
-patch centred on the lesion (lesions inside an earlier lesion's patch reuse that pass); the token
-whose mask overlaps the lesion best speaks for it: its
+(nnU-Net's preprocessed image: transposed, cropped, resampled). No extra network pass: nnU-Net's
+sliding window already ran every token on every window, and the predictor kept what they said
+(window_tokens.WindowRecorder). The token whose mask overlaps the lesion best speaks for it: its
 probability of each attribute value (the readout shown in the paper's figures), its disease
-scores and its objectness. Volume is measured at the working spacing; the centroid is mapped back
+scores, how well each row explains its readout (row_match, computed here for that token only)
+and its objectness. Volume is measured at the working spacing; the centroid is mapped back
 through nnU-Net's cropping, resampling and transposition to world coordinates (mm, as SimpleITK
 reports them for the input image).
 """
@@ -18,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from nnunetv2_malenia.inference.window_tokens import WindowRecorder
 from nnunetv2_malenia.knowledge import KnowledgeTable
 from nnunetv2_malenia.training.lesion_targets import connected_lesions
 
@@ -72,65 +74,41 @@ def working_to_world(index: np.ndarray, properties: dict, transpose_forward: lis
     return list(reference.TransformContinuousIndexToPhysicalPoint([float(i) for i in array_index[::-1]]))
 
 
-def _window(center: np.ndarray, patch: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
-    starts = [int(np.clip(round(c - p / 2), 0, max(s - p, 0))) for c, p, s in zip(center, patch, shape)]
-    return tuple(slice(st, min(st + p, s)) for st, p, s in zip(starts, patch, shape))
-
-
-def _padded(x: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Tensor, tuple[slice, ...]]:
-    """Pad the last dims of x up to the patch size (nnU-Net pads small images the same way)."""
-    pads, keep = [], []
-    for size, target in zip(x.shape[-len(patch):], patch):
-        extra = max(target - size, 0)
-        keep.append(slice(extra // 2, extra // 2 + size))
-        pads.append((extra // 2, extra - extra // 2))
-    flat = [p for pair in reversed(pads) for p in pair]
-    return torch.nn.functional.pad(x, flat), tuple(keep)
-
-
 @torch.no_grad()
-def lesion_reports(network, data: torch.Tensor, segmentation: np.ndarray, disease_of_label: dict[int, str],
+def lesion_reports(network, windows: WindowRecorder, segmentation: np.ndarray, disease_of_label: dict[int, str],
                    table: KnowledgeTable, properties: dict, transpose_forward: list[int],
-                   patch_size: tuple[int, ...], spacing: tuple[float, ...], max_lesions: int = 50,
+                   spacing: tuple[float, ...], max_lesions: int = 50,
                    unknown: tuple[float, int] | None = None) -> list[LesionReport]:
-    """Reports for the lesions of one case (`data` (C, X, Y, Z) and `segmentation` in working space).
+    """Reports for the lesions of one case: `segmentation` in working space, `windows` what the
+    tokens said in the prediction pass that made it (ZeroShotPredictor.predict_with_windows);
+    `network` supplies the table scoring for row_match.
 
     `unknown` = (threshold, label): a lesion whose best row match is below the threshold becomes
     UNKNOWN_LESION with that label (open set); its closest row is still reported.
     """
     vocabulary = table.vocabulary
-    device = next(network.parameters()).device
+    head, value_type = network.disease_head, network.attributes.value_type
     reports = []
-    passes: list[tuple[tuple[slice, ...], tuple[slice, ...], dict]] = []  # (window, valid part, details)
     for label, mask in connected_lesions(segmentation, sorted(disease_of_label), max_lesions):
+        found = windows.best_token(mask)
+        if found is None:
+            raise ValueError(f"lesion of label {label} lies in no recorded window: the windows do not cover the image")
+        window, token = found
         voxels = np.argwhere(mask)
-        center = voxels.mean(0)
         low, high = voxels.min(0), voxels.max(0)
-        # one network pass per window: a lesion inside an earlier lesion's window reuses it
-        cached = next((p for p in passes if all(w.start <= lo and hi < w.stop for w, lo, hi in zip(p[0], low, high))), None)
-        if cached is None:
-            window = _window(center, patch_size, mask.shape)
-            image, keep = _padded(data[(slice(None), *window)], patch_size)
-            cached = (window, keep, network.predict_details(image[None].to(device)))
-            passes.append(cached)
-        window, keep, details = cached
-        token_probs = details["token_probs"][0][(slice(None), *keep)].flatten(1).float()
-        lesion = torch.from_numpy(mask[window]).to(token_probs.device).flatten().float()
-        overlap = 2 * token_probs @ lesion / (token_probs.sum(1) + lesion.sum() + 1e-6)
-        token = int(overlap.argmax())
+        probs = torch.from_numpy(window.attribute_probs[token])  # (T, V)
         readout = {}
-        probs = details["attribute_probs"][0, token].float().cpu()  # (T, V)
         for t, attr_type in enumerate(vocabulary.types):
             value = int(probs[t].argmax())
             readout[attr_type.key] = {"value": vocabulary.phrases[value], "similarity": round(float(probs[t, value]), 4)}
-        scores = details["disease_given_token"][0, token].float().cpu().tolist()
-        match = dict(zip(table.disease_names, details["row_match"][0, token].float().cpu().tolist()))
+        match = head.row_match(probs[None, None].to(value_type.device), value_type)[0, 0].float().cpu().tolist()
         report = LesionReport(
             label=int(label), disease=disease_of_label[label], voxels=int(mask.sum()),
             volume_ml=float(mask.sum() * np.prod(spacing) / 1000.0),
-            centroid_mm=working_to_world(center, properties, transpose_forward, mask.shape),
-            objectness=float(details["objectness"][0, token]),
-            row_scores=dict(zip(table.disease_names, scores)), attributes=readout, row_match=match,
+            centroid_mm=working_to_world(voxels.mean(0), properties, transpose_forward, mask.shape),
+            objectness=float(window.objectness[token]),
+            row_scores=dict(zip(table.disease_names, window.disease_given_token[token].tolist())),
+            attributes=readout, row_match=dict(zip(table.disease_names, match)),
             closest_disease=disease_of_label[label],
             bbox=tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(low, high)))
         report.mask = mask[report.bbox]

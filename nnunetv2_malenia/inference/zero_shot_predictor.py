@@ -20,6 +20,7 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 from nnunetv2_malenia.errors import MaleniaError
 from nnunetv2_malenia.inference.lesion_report import UNKNOWN_LESION, LesionReport
+from nnunetv2_malenia.inference.window_tokens import CANDIDATE_MASS, WindowRecorder
 from nnunetv2_malenia.knowledge import KnowledgeTable, Vocabulary
 from nnunetv2_malenia.knowledge.knowledge_table import DISEASE_NAME_TYPE, disease_name_table, knowledge_table_from_dict
 from nnunetv2_malenia.knowledge.vocabulary import AttributeType, vocabulary_from_dict
@@ -135,6 +136,37 @@ class ZeroShotPredictor(nnUNetPredictor):
 
     model: ModelKnowledge
     unknown: tuple[float, int] | None = None  # (threshold, label) of the open-set label
+    _recorder: WindowRecorder | None = None  # set while predict_with_windows runs
+
+    def predict_with_windows(self, data: torch.Tensor,
+                             candidate_mass: float = CANDIDATE_MASS) -> tuple[torch.Tensor, WindowRecorder]:
+        """nnU-Net's logits for a preprocessed case (C, X, Y, Z), and what the tokens said in
+        each window of that same pass (every fold's windows), for the lesion reports.
+        `candidate_mass` 0 keeps the token masks on every voxel (to report on lesions the model
+        did not predict, e.g. ground-truth ones; memory grows with tokens x image)."""
+        network = self.network._orig_mod if hasattr(self.network, "_orig_mod") else self.network
+        self._recorder = WindowRecorder(tuple(data.shape[1:]), network.disease_head.label_of_disease.cpu(),
+                                        candidate_mass)
+        try:
+            logits = self.predict_logits_from_preprocessed_data(data).cpu()
+        finally:
+            recorder, self._recorder = self._recorder, None
+        return logits, recorder
+
+    def _internal_get_sliding_window_slicers(self, image_size):
+        slicers = super()._internal_get_sliding_window_slicers(image_size)
+        if self._recorder is not None:
+            self._recorder.start_pass(tuple(image_size), slicers)
+        return slicers
+
+    def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
+        if self._recorder is None:
+            return super()._internal_maybe_mirror_and_predict(x)
+        network = self.network._orig_mod if hasattr(self.network, "_orig_mod") else self.network
+        network.keep_next_details()  # the first forward of this window: the window as it is, unmirrored
+        prediction = super()._internal_maybe_mirror_and_predict(x)
+        self._recorder.add(network.take_kept_details())
+        return prediction
 
     def initialize_from_trained_model_folder(self, model_training_output_dir: str, use_folds,
                                              checkpoint_name: str = "checkpoint_final.pth") -> None:
@@ -242,11 +274,10 @@ class ZeroShotPredictor(nnUNetPredictor):
             data, _, properties = preprocessor.run_case(case_files, None, self.plans_manager,
                                                         self.configuration_manager, self.dataset_json)
             data = torch.from_numpy(data)
-            logits = self.predict_logits_from_preprocessed_data(data).cpu()
-            reports = lesion_reports(network, data, logits.argmax(0).numpy(), self.disease_of_output_label, self.table,
-                                     properties, self.plans_manager.transpose_forward,
-                                     tuple(self.configuration_manager.patch_size), tuple(self.configuration_manager.spacing),
-                                     unknown=self.unknown)
+            logits, windows = self.predict_with_windows(data)
+            reports = lesion_reports(network, windows, logits.argmax(0).numpy(), self.disease_of_output_label,
+                                     self.table, properties, self.plans_manager.transpose_forward,
+                                     tuple(self.configuration_manager.spacing), unknown=self.unknown)
             logits = mark_unknown_lesions(logits, reports)
             export_prediction_from_logits(logits, properties, self.configuration_manager, self.plans_manager,
                                           self.dataset_json, str(output_folder / case), False)

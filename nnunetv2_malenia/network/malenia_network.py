@@ -52,6 +52,7 @@ class MaleniaNetwork(nn.Module):
                                         config.temperature_init, config.center_text_bank)
         self.cmki = CrossModalKnowledgeInjection(config, pixel_channels)
         self.disease_head = DiseaseHead(num_values, int(backbone.decoder.num_classes), config.lesion_labels)
+        self._kept: list[dict] | None = None  # see keep_next_details
 
     # nnU-Net's trainer toggles `network.decoder.deep_supervision`; keep that working.
     @property
@@ -87,10 +88,23 @@ class MaleniaNetwork(nn.Module):
                     allowed[b, tok] = targets[b].attribute_targets.to(allowed.device)[tgt].bool()
         return self.attributes.select(attr_logits, soft=self.config.soft_attribute_injection, allowed=allowed)
 
+    def keep_next_details(self) -> None:
+        """Keep everything behind the next eval forward's output (for lesion reports): nnU-Net's
+        predictor calls `forward`, which returns only the log-probabilities, first on the window as
+        it is and then on its mirrored copies; the first call's details are the ones kept."""
+        self._kept = []
+
+    def take_kept_details(self) -> dict[str, torch.Tensor] | None:
+        kept, self._kept = self._kept, None
+        return kept[0] if kept else None
+
     def forward(self, x: torch.Tensor, targets: Optional[Sequence[Any]] = None,
                 matcher: Optional[Matcher] = None):
         if not self.training:
-            return self.predict_details(x)["log_probs"]
+            details = self.predict_details(x)
+            if self._kept is not None and not self._kept:
+                self._kept.append(details)
+            return details["log_probs"]
         feats, pixel, dec = self._run_decoder(x)
         attr_logits = self.attributes.logits(dec.layers[-1].attr_embed)
         indices = None
@@ -129,7 +143,6 @@ class MaleniaNetwork(nn.Module):
         log_probs = self.disease_head.label_log_probs(token_probs, scores, seg, self.config.lesion_presence)
         return {"log_probs": log_probs, "token_probs": token_probs, "objectness": objectness,
                 "attribute_probs": type_probs, "disease_given_token": p_disease, "disease_scores": scores,
-                "row_match": self.disease_head.row_match(type_probs, self.attributes.value_type),
                 "nnunet_logits": seg}
 
 
