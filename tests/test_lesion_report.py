@@ -172,3 +172,17 @@ def test_the_predictor_keeps_every_windows_tokens_from_its_own_sliding_window_pa
     assert window is windows.windows[2]
     inside = torch.from_numpy(lesion[12:28].ravel()).float()
     assert token == int((2 * kept @ inside / (kept.sum(1) + inside.sum() + 1e-6)).argmax())
+
+
+def test_case_scores_are_the_strongest_tokens_objectness_times_disease_probability(network_and_table):
+    network, table = network_and_table
+    data = torch.randn(1, 16, 16, 16)
+    recorder = one_window(network, data)
+    with torch.no_grad():
+        details = network.predict_details(data[None])
+    scores = recorder.case_scores(list(table.disease_names))
+    expected = (details["objectness"][0, :, None] * details["disease_given_token"][0]).max(0).values
+    assert list(scores) == list(table.disease_names)
+    np.testing.assert_allclose(list(scores.values()), expected.numpy(), atol=1e-6)
+    empty = WindowRecorder((16, 16, 16), network.disease_head.label_of_disease)
+    assert set(empty.case_scores(["a", "b"]).values()) == {0.0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -219,7 +220,10 @@ def test_zero_shot_predict_answers_with_every_table_row_and_resumes(dataset, tra
     first = run_malenia(*args, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     # the model's own table holds the unseen rows too: labels as the benchmark's test label list
-    test_labels = json.loads((raw / "dataset_test.json").read_text())["labels"]
+    test_info = json.loads((raw / "dataset_test.json").read_text())
+    test_labels = test_info["labels"]
+    diseases = [n for n in test_labels if n != "background" and n not in test_info["organ_labels"]]
+    assert len(diseases) == 13
     assert json.loads((out / "dataset.json").read_text())["labels"] == test_labels
     outputs = sorted(out.glob("*.nii.gz"))
     assert len(outputs) == 2
@@ -235,6 +239,13 @@ def test_zero_shot_predict_answers_with_every_table_row_and_resumes(dataset, tra
             assert lesion["disease"] == name_of[lesion["label"]]
             assert len(lesion["row_scores"]) == 13 and len(lesion["attributes"]) == 8
             assert lesion["volume_ml"] > 0 and len(lesion["centroid_mm"]) == 3
+        # a presence score for every table row, lesions found or not
+        assert sorted(report["case_scores"]) == sorted(diseases)
+        assert all(0.0 <= v <= 1.0 for v in report["case_scores"].values())
+    with open(out / "case_scores.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["case", *json.loads((out / outputs[0].name.replace(".nii.gz", ".lesions.json")).read_text())["case_scores"]]
+    assert sorted(r[0] for r in rows[1:]) == sorted(o.name[:-len(".nii.gz")] for o in outputs)
 
     outputs += sorted(out.glob("*.lesions.json"))
     stamps = {p: p.stat().st_mtime_ns for p in outputs}

@@ -108,3 +108,12 @@ class WindowRecorder:
             if dice > best:
                 best, found = dice, (window, token)
         return found
+
+    def case_scores(self, disease_names: list[str]) -> dict[str, float]:
+        """Per table row, how strongly some token says the disease is in the case: the maximum over
+        windows and tokens of objectness x p(disease | token) (0 with no window)."""
+        best = np.zeros(len(disease_names))
+        for window in self.windows:
+            if window.disease_given_token.size:
+                best = np.maximum(best, (window.objectness[:, None] * window.disease_given_token).max(0))
+        return {name: float(score) for name, score in zip(disease_names, best)}

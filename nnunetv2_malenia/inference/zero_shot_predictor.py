@@ -123,6 +123,23 @@ def mark_unknown_lesions(logits: torch.Tensor, reports: list[LesionReport]) -> t
     return logits
 
 
+def write_case_scores_csv(folder: Path, disease_names: list[str]) -> Path:
+    """`case_scores.csv`: one row per case with a CASE.lesions.json in `folder` (this run's and
+    earlier ones'), one column per table row: the case-level presence score of that disease."""
+    import csv
+    import io
+
+    from nnunetv2_malenia._atomic import atomic_write
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["case", *disease_names])
+    for report in sorted(folder.glob("*.lesions.json")):
+        scores = json.loads(report.read_text()).get("case_scores", {})
+        writer.writerow([report.name[: -len(".lesions.json")], *(scores.get(d, "") for d in disease_names)])
+    return atomic_write(folder / "case_scores.csv", lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
+
+
 @dataclass
 class FolderPrediction:
     """What ZeroShotPredictor.predict_folder did: cases predicted, and bad cases left out with the reason."""
@@ -284,8 +301,11 @@ class ZeroShotPredictor(nnUNetPredictor):
             lesions = [r.to_dict() for r in reports]
             if overlays:
                 write_overlay(case_files[0], output_folder / f"{case}{ending}", lesions, output_folder / f"{case}.png")
-            write_json_atomic(report_file, {"case": case, "table": self.table.name, "lesions": lesions})
+            scores = {k: round(v, 4) for k, v in windows.case_scores(list(self.table.disease_names)).items()}
+            write_json_atomic(report_file, {"case": case, "table": self.table.name, "case_scores": scores,
+                                            "lesions": lesions})
             result.predicted.append(case)
+        write_case_scores_csv(output_folder, list(self.table.disease_names))
         return result
 
     def _embeddings(self, vocabulary: Vocabulary, new_phrases: list[str], network, tower_spec: str | None) -> torch.Tensor:
