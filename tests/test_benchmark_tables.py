@@ -55,3 +55,31 @@ def test_table_gives_mean_and_std_over_folds_seen_and_unseen_apart():
     assert summary["classes"]["liver cyst"]["dsc"] == {"mean": pytest.approx(0.7), "std": pytest.approx(0.1), "n": 2}
     assert summary["groups"][UNSEEN]["dsc"] == {"mean": 0.5, "std": 0.0, "n": 1}
     json.dumps(summary)  # serialisable as written to benchmark.json
+
+
+def test_case_presence_auroc_on_a_hand_made_case_list():
+    from sklearn.metrics import roc_auc_score
+
+    from nnunetv2_malenia.evaluation.case_presence import presence_auroc
+
+    truth = {"a": {"liver cyst"}, "b": set(), "c": {"liver cyst", "kidney cyst"}, "d": {"kidney cyst"}}
+    scores = {"a": {"liver cyst": 0.9, "kidney cyst": 0.2}, "b": {"liver cyst": 0.4, "kidney cyst": 0.3},
+              "c": {"liver cyst": 0.3, "kidney cyst": 0.8}}   # d has no score: counts as 0
+    auroc = presence_auroc(scores, truth, ["liver cyst", "kidney cyst", "pancreas cyst"])
+    # liver cyst: positives a (0.9), c (0.3); negatives b (0.4), d (0): 3 of 4 pairs ordered right
+    assert auroc["liver cyst"] == pytest.approx(0.75)
+    assert auroc["kidney cyst"] == pytest.approx(roc_auc_score([0, 0, 1, 1], [0.2, 0.3, 0.8, 0.0]))
+    assert math.isnan(auroc["pancreas cyst"])   # no positive case: undefined
+
+
+def test_case_presence_table_and_json_give_auroc_per_disease_seen_and_unseen_apart():
+    result = _result()
+    result.scores["test"]["A"]["kidney cyst"] = ClassScore("kidney cyst", SEEN, {0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5})
+    result.presence = {"A": {"liver cyst": {0: 0.8, 1: 0.6}, "kidney cyst": {0: 1.0, 1: 1.0},
+                             "pancreas cyst": {0: 0.5, 1: math.nan}}}
+    table = markdown(result)
+    assert "### Case-level presence (test set, AUROC in %)" in table
+    assert "| liver cyst | 70.0 ± 10.0 |" in table and "| pancreas cyst | 50.0 |" in table
+    seen_mean = table.split("| **unseen lesion classes (zero-shot)** |")[-2].strip().splitlines()[-1]
+    assert seen_mean == "| *mean* | 85.0 ± 5.0 |"   # folds: (0.8+1)/2, (0.6+1)/2
+    assert summary_json(result)["case_presence_auroc"]["A"]["pancreas cyst"] == {"0": 0.5, "1": None}

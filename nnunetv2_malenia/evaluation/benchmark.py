@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from nnunetv2_malenia._atomic import write_json_atomic
+from nnunetv2_malenia.evaluation.case_presence import label_volumes, labels_present, presence_auroc, report_scores
 from nnunetv2_malenia.errors import MaleniaError
 
 SEEN, UNSEEN, ORGAN, OTHER = "seen", "unseen", "organ", "other"
@@ -222,6 +223,8 @@ class BenchmarkResult:
     rows: list[dict]
     lesion_vote: bool = True   # test-set maps scored after one_disease_per_lesion
     min_lesion_ml: float = 0.0  # with the vote: smaller predicted lesions are not findings
+    # entry -> disease -> fold -> AUROC of case-level presence on the test set (case_presence.py)
+    presence: dict[str, dict[str, dict]] = field(default_factory=dict)
 
 
 def run_benchmark(dataset: str | int, trainers: Sequence[str], folds: Sequence[int | str], output: Path,
@@ -263,6 +266,9 @@ def run_benchmark(dataset: str | int, trainers: Sequence[str], folds: Sequence[i
                          "group": score.group, "dsc": dsc[label], "nsd": nsd[label]})
 
     test_labels = json.loads(test_label_path.read_text()) if test else {}
+    presence: dict[str, dict[str, dict]] = {}
+    truth = labels_present(gt_test, {v: n for n, v in test_labels["labels"].items()},
+                           test_labels.get("file_ending", ".nii.gz")) if test else {}
     for entry in entries:
         model_dataset = json.loads((entry.folder / "dataset.json").read_text())
         ending = model_dataset.get("file_ending", ".nii.gz")
@@ -292,8 +298,13 @@ def run_benchmark(dataset: str | int, trainers: Sequence[str], folds: Sequence[i
                 result = evaluate_folders(target / "labels", gt_test, labels=lesion_names, label_file=test_label_path,
                                           tolerance_mm=tolerance_mm, both_empty=math.nan, progress=False)
                 collect("test", entry, fold, result.summary, groups)
+                case_scores = report_scores(target / "raw") if entry.is_malenia else \
+                    label_volumes(target / "labels", {n: test_labels["labels"][n] for n in lesions},
+                                  test_labels.get("file_ending", ".nii.gz"))
+                for disease, auroc in presence_auroc(case_scores, truth, lesions).items():
+                    presence.setdefault(entry.spec, {}).setdefault(disease, {})[fold] = auroc
     result = BenchmarkResult([e.spec for e in entries], list(folds), scores, timings, tolerance_mm, rows,
-                             lesion_vote and test, min_lesion_ml if lesion_vote and test else 0.0)
+                             lesion_vote and test, min_lesion_ml if lesion_vote and test else 0.0, presence)
     write_outputs(result, output)
     return result
 
@@ -349,10 +360,50 @@ def markdown(result: BenchmarkResult) -> str:
                 for metric in ("dsc", "nsd"):
                     mean_cells.append(_group_mean(result, source, m, names, metric))
             lines.append(f"| *mean* | " + " | ".join(mean_cells) + " |")
+    lines += presence_markdown(result)
     if result.timings:
         lines += ["", "Prediction time of the test set (s, per fold): " + "; ".join(
             f"{m}: " + ", ".join(f"{v:.0f}" for v in t.values()) for m, t in result.timings.items())]
     return "\n".join(lines) + "\n"
+
+
+def presence_markdown(result: BenchmarkResult) -> list[str]:
+    """The case-level presence table: per disease and model, AUROC (mean ± std over folds)."""
+    models = [m for m in result.entries if m in result.presence]
+    if not models:
+        return []
+    group_of = {}
+    for m in models:
+        for label, score in result.scores.get("test", {}).get(m, {}).items():
+            group_of.setdefault(label, score.group)
+    lines = ["", "### Case-level presence (test set, AUROC in %)", "",
+             "A case is positive for a disease when its ground truth holds the disease's label. Score: for "
+             "Malenia models the case's `case_scores` (strongest token's objectness x p(disease | token)); for "
+             "other models the predicted volume of the label.", "",
+             "| disease | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+
+    def cell(values: list[float]) -> str:
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            return "n/a"
+        return f"{100 * np.mean(values):.1f}" + (f" ± {100 * np.std(values):.1f}" if len(values) > 1 else "")
+
+    for group in (SEEN, UNSEEN, OTHER, ORGAN):
+        names = [d for d in result.presence[models[0]] if group_of.get(d, OTHER) == group]
+        if not names:
+            continue
+        lines.append(f"| **{GROUP_TITLES[group]}** |" + " |" * len(models))
+        for disease in names:
+            lines.append(f"| {disease} | " + " | ".join(cell(list(result.presence[m].get(disease, {}).values()))
+                                                     for m in models) + " |")
+        means = []
+        for m in models:  # per fold, the mean over the group's diseases; then mean ± std over folds
+            per_fold = [np.nanmean([result.presence[m][d].get(f, math.nan) for d in names]) if
+                        any(not math.isnan(result.presence[m][d].get(f, math.nan)) for d in names) else math.nan
+                        for f in result.folds]
+            means.append(cell(per_fold))
+        lines.append("| *mean* | " + " | ".join(means) + " |")
+    return lines
 
 
 def group_means(result: BenchmarkResult, source: str, model: str, names: Sequence[str], metric: str) -> list[float]:
@@ -377,7 +428,10 @@ def _group_mean(result: BenchmarkResult, source: str, model: str, names: Sequenc
 
 def summary_json(result: BenchmarkResult) -> dict:
     out: dict = {"folds": result.folds, "tolerance_mm": result.tolerance_mm, "lesion_vote": result.lesion_vote,
-                 "timings": result.timings, "sources": {}}
+                 "timings": result.timings, "sources": {},
+                 "case_presence_auroc": {m: {d: {str(f): (None if math.isnan(v) else v) for f, v in per_fold.items()}
+                                             for d, per_fold in per_disease.items()}
+                                         for m, per_disease in result.presence.items()}}
     for source, models in result.scores.items():
         out["sources"][source] = {}
         for model, per_label in models.items():
