@@ -29,15 +29,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "status 2); with --skip-bad-inputs each bad case is reported on one line and left out, the others are "
         "predicted, and the exit status is 1 if any case was left out.",
         epilog="example:\n  malenia predict -i $nnUNet_raw/Dataset901_MaleniaSynth/imagesTs -o pred \\\n"
-        "      -m $nnUNet_results/Dataset901_MaleniaSynth/nnUNetTrainerMalenia__nnUNetPlans__3d_fullres -f 0 --device cpu")
+        "      -m $nnUNet_results/Dataset901_MaleniaSynth/nnUNetTrainerMalenia__nnUNetPlans__3d_fullres -f 0 --device cpu\n"
+        "  malenia predict ... --describe \"cystic pancreas lesion=round, hypodense, homogeneous lesion with a thin "
+        "cystic wall in the pancreatic body\"")
     parser.add_argument("-i", "--input", type=Path, required=True, help="folder of images (CASE_0000.nii.gz)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="folder for label maps and dataset.json")
     parser.add_argument("-m", "--model", type=Path, required=True, help="model folder written by nnUNetv2_train")
     parser.add_argument("-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: all present)")
     parser.add_argument("--table", default=None,
                         help="knowledge table (path or shipped name); default: the table stored in the model")
+    parser.add_argument("--describe", action="append", default=[], metavar="NAME=TEXT",
+                        help="a lesion described in plain English, e.g. \"cystic pancreas lesion=round, hypodense lesion "
+                        "with a thin cystic wall in the pancreatic body\": parsed into a knowledge-table row (printed "
+                        "before predicting; types the text does not speak of are left empty) that is added to the "
+                        "table and gets its own output label NAME; repeatable (docs/free_text.md)")
+    parser.add_argument("--describe-only", action="store_true",
+                        help="the table holds only the --describe rows (their values read against the vocabulary of "
+                        "--table, or of the model)")
     parser.add_argument("--tower", default=None,
-                        help="text tower spec for table values the model never embedded (default: the model's)")
+                        help="text tower spec for table values the model never embedded and for --describe "
+                        "(default: the model's)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file name (default: %(default)s)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument("--overwrite", action="store_true", help="predict cases whose output exists")
@@ -66,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
 
     from nnunetv2_malenia.inference.zero_shot_predictor import ZeroShotPredictor, check_part
     from nnunetv2_malenia.knowledge import load_knowledge_table
+    from nnunetv2_malenia.knowledge.free_text import split_describe_option
 
+    descriptions = [split_describe_option(option) for option in args.describe]
+    if args.describe_only and not descriptions:
+        raise MaleniaError("--describe-only needs at least one --describe \"NAME=TEXT\"")
     if not args.input.is_dir() or not any(args.input.glob("*_0000.*")):
         raise MaleniaError(f"{args.input}: no images named CASE_0000.<ext> (nnU-Net's naming) in this folder")
     check_part(args.num_parts, args.part_id)
@@ -77,8 +92,17 @@ def run(args: argparse.Namespace) -> int:
     folds = [f if f == "all" else int(f) for f in args.folds] if args.folds else None
     predictor.initialize_from_trained_model_folder(str(args.model), folds, args.checkpoint)
     table = load_knowledge_table(args.table) if args.table else predictor.model.table
+    parsed = []
+    if descriptions:
+        from nnunetv2_malenia.inference.descriptions import describe_table
+
+        table, parsed = describe_table(predictor.model, predictor.dataset_json["labels"], table, descriptions,
+                                       args.tower, only=args.describe_only)
     threshold = OPEN_SET_THRESHOLD if args.unknown_threshold is None else args.unknown_threshold
     labels = predictor.install_table(table, args.tower, unknown_threshold=threshold)
+    for description in parsed:
+        print(f"description {description.name!r} -> label {labels[description.name]}: {description.text}")
+        print("\n".join("  " + line for line in description.table_lines()))
     print(f"table {table.name}: {len(table.diseases)} diseases -> labels " +
           ", ".join(f"{name} {value}" for name, value in labels.items() if value > 0))
     result = predictor.predict_folder(args.input, args.output, overwrite=args.overwrite, overlays=args.overlays,

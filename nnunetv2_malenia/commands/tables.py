@@ -1,4 +1,5 @@
-"""`malenia tables check|derive`: validate table files; turn annotated cases into table rows."""
+"""`malenia tables check|derive|from-text`: validate table files; turn annotated cases or a free-text
+description into table rows."""
 
 from __future__ import annotations
 
@@ -43,6 +44,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="write a complete knowledge table YAML here (default: print the rows)")
     derive.set_defaults(func=run_derive)
 
+    from_text = sub.add_parser(
+        "from-text", help="a knowledge-table row from a plain-English lesion description",
+        description="Parse a free-text description into a knowledge-table row, as `malenia predict --describe` "
+        "does: vocabulary phrases named in the text are taken as they are, other clauses are matched to the value "
+        "phrases by the text tower's cosine similarity, and types the text does not speak of are left empty ([]), "
+        "which table scoring skips. Prints the row as YAML (stdout), ready to paste under `diseases:` of a table, "
+        "and how each value was found (stderr). See docs/free_text.md.",
+        epilog='example: malenia tables from-text "round, hypodense, homogeneous lesion with a thin cystic wall in '
+        'the pancreatic body" --name "cystic pancreas lesion"')
+    from_text.add_argument("text", metavar="TEXT", help="the description (quote it)")
+    from_text.add_argument("--name", required=True, help="the row's disease name")
+    from_text.add_argument("--vocabulary", default="vocabulary", help="vocabulary path or shipped name (default: %(default)s)")
+    from_text.add_argument("--tower", default="default",
+                           help="text tower spec; use the one your model was trained with (default: %(default)s)")
+    from_text.set_defaults(func=run_from_text)
+
 
 def run_check(args: argparse.Namespace) -> int:
     from nnunetv2_malenia.knowledge.check import check_table_file
@@ -59,6 +76,19 @@ def run_check(args: argparse.Namespace) -> int:
             failures += 1
             print(f"FAIL {e}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def run_from_text(args: argparse.Namespace) -> int:
+    from nnunetv2_malenia.knowledge.free_text import parse_description, tower_embedder
+    from nnunetv2_malenia.knowledge.vocabulary import load_vocabulary
+
+    if not args.name.strip():
+        raise MaleniaError("--name is empty; give the row a disease name")
+    vocabulary = load_vocabulary(args.vocabulary)
+    parsed = parse_description(args.name.strip(), args.text.strip(), vocabulary, tower_embedder(args.tower))
+    print("\n".join(parsed.table_lines()), file=sys.stderr)
+    print(yaml.safe_dump([parsed.yaml_row()], sort_keys=False, allow_unicode=True, width=200), end="")
+    return 0
 
 
 def run_derive(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """The Clinical Knowledge Table: which attribute values each disease shows, with weights.
 
 A row allows several values per attribute type (e.g. a kidney tumour is left or right, mostly
-irregular). Weights are relative frequencies; they are normalised per type on load, so a row can
+irregular). A type written as `[]` is unspecified: it contributes nothing to the row's score (a
+free-text description that does not speak of the type; see docs/free_text.md). Weights are relative frequencies; they are normalised per type on load, so a row can
 be written as one phrase, a list (equal weights) or a phrase -> weight mapping.
 Zero-shot segmentation of a new disease is adding a row here: nothing is retrained.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunetv2_malenia.errors import TableError
+from nnunetv2_malenia.errors import MaleniaError, TableError
 from nnunetv2_malenia.knowledge.builtin import DEFAULT_KNOWLEDGE_TABLE, resolve_table
 from nnunetv2_malenia.knowledge.vocabulary import AttributeType, Vocabulary, load_vocabulary
 from nnunetv2_malenia.knowledge.yaml_io import check_known_keys, read_yaml_document, require
@@ -32,7 +33,14 @@ class DiseaseRow:
 
     def most_likely(self, type_key: str) -> str:
         weights = self.attributes[type_key]
+        if not weights:
+            raise MaleniaError(f"knowledge-table row {self.name!r} leaves {type_key} unspecified ([]); a disease "
+                               "a model is trained on needs a value for every type")
         return max(weights, key=weights.get)
+
+    def unspecified_types(self) -> tuple[str, ...]:
+        """Types the row leaves empty (`[]`): skipped in table scoring (DiseaseHead), as if unknown."""
+        return tuple(k for k, w in self.attributes.items() if not w)
 
 
 @dataclass(frozen=True)
@@ -116,9 +124,13 @@ def _parse_attributes(raw_attrs: dict, vocabulary: Vocabulary, file: Path, disea
     attributes: dict[str, dict[str, float]] = {}
     for attr_type in vocabulary.types:
         raw = raw_attrs.get(attr_type.key)
-        if raw is None or raw == [] or raw == {} or raw == "":
-            raise TableError(file, f"no value given; give at least one of: {', '.join(attr_type.values)}",
+        if raw is None or raw == "":
+            raise TableError(file, f"no value given; give at least one of: {', '.join(attr_type.values)} "
+                             "(or [] to leave the type unspecified: skipped in scoring)",
                              row=disease, field=attr_type.key)
+        if raw == [] or raw == {}:  # explicitly unspecified (e.g. a free-text description says nothing of it)
+            attributes[attr_type.key] = {}
+            continue
         if isinstance(raw, str):
             raw = {raw: 1.0}
         elif isinstance(raw, list):
@@ -137,6 +149,9 @@ def _parse_attributes(raw_attrs: dict, vocabulary: Vocabulary, file: Path, disea
             weights[phrase] = float(weight)
         total = sum(weights.values())
         attributes[attr_type.key] = {p: w / total for p, w in weights.items()}
+    if not any(attributes.values()):
+        raise TableError(file, "every attribute type is [] (unspecified); give a value for at least one",
+                         row=disease, field="attributes")
     return attributes
 
 

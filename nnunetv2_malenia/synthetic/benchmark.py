@@ -132,6 +132,9 @@ def load_benchmark(table: str | Path | None = None, unseen: tuple[str, ...] | No
 def check_renderable(table: KnowledgeTable) -> None:
     """Every value of every row must be drawable, at least at one of the row's locations."""
     for row in table.diseases:
+        for type_key in row.unspecified_types():
+            raise TableError(table.source, "unspecified ([]): a synthetic lesion needs a value of every type to be "
+                             "drawn", row=row.name, field=type_key)
         for type_key, weights in row.attributes.items():
             for value in weights:
                 if value not in RENDERED_VALUES.get(type_key, set()):
