@@ -20,8 +20,8 @@ from nnunetv2_malenia.knowledge.knowledge_table import KnowledgeTable
 
 def taken_names(model: ModelKnowledge, training_labels: dict[str, int], table: KnowledgeTable) -> dict[str, str]:
     """Every name a description may not take, and whose it is (for the error message)."""
-    taken = {name: f"a row of the model's table {model.table.name!r}" for name in model.table.disease_names}
-    taken |= {name: f"a row of table {table.name!r}" for name in table.disease_names}
+    taken = {name: f"a row of table {table.name!r}" for name in table.disease_names}
+    taken |= {name: f"a row of the model's table {model.table.name!r}" for name in model.table.disease_names}
     taken |= {disease: "a lesion label the model was trained on" for disease in model.disease_of_label.values()}
     taken |= {name: "a label of the model (dataset.json)" for name in training_labels
               if name not in model.disease_of_label.values()}
