@@ -129,7 +129,8 @@ def main() -> int:
                           correct=t["correct"] / n_pairs, net=(t["correct"] - t["wrong"]) / n_pairs, wrong=t["wrong"] / n_pairs, missed=t["missed"] / n_pairs,
                           empty=t["empty"] / n_pairs))
     ranked = sorted(sweep, key=lambda r: (-round(r["net"], 6), round(r["wrong"], 6), -r["threshold"]))
-    print("\nsweep, best 15 (of %d settings), and the best per threshold (other settings as the best):" % len(sweep))
+    print("\nsweep, best 15 (of %d settings), then per threshold, per margin, and per (lexical, span words, "
+          "skip generic), the other settings as the best's:" % len(sweep))
     header = "| threshold | margin | lexical | span words | skip generic | net | correct | wrong | missed | left empty |"
     fmt = lambda r: (f"| {r['threshold']:.3f} | {r['margin']:.2f} | {r['lexical']:.1f} | {r['span_words']} | {r['skip_generic']} | "  # noqa: E731
                      f"{r['net']:.1%} | {r['correct']:.1%} | {r['wrong']:.1%} | {r['missed']:.1%} | {r['empty']:.1%} |")
@@ -141,6 +142,10 @@ def main() -> int:
         rows = [r for r in ranked if r["threshold"] == threshold and r["lexical"] == ranked[0]["lexical"]
                 and r["span_words"] == ranked[0]["span_words"] and r["skip_generic"] == ranked[0]["skip_generic"]]
         print(fmt(rows[0]))
+    print("\n" + header + "\n|---|---|---|---|---|---|---|---|---|---|")
+    for margin in MARGINS:
+        print(fmt(next(r for r in ranked if r["margin"] == margin and all(
+            r[k] == ranked[0][k] for k in ("threshold", "lexical", "span_words", "skip_generic")))))
     print("\n" + header + "\n|---|---|---|---|---|---|---|---|---|---|")
     for lexical, words, generic in itertools.product(LEXICAL, SPAN_WORDS, (False, True)):
         rows = [r for r in ranked if r["lexical"] == lexical and r["span_words"] == words

@@ -302,6 +302,38 @@ def test_table_swap_with_a_new_value_embeds_it_or_names_the_missing_tower(datase
     assert labels["kidney cyst"] == json.loads((root / "raw" / "Dataset903_Tiny" / "dataset.json").read_text())["labels"]["kidney cyst"]
 
 
+def test_predict_with_a_free_text_description_gives_it_its_own_label(dataset, trained, tmp_path):
+    root, env = dataset
+    raw = root / "raw" / "Dataset903_Tiny"
+    text = "round, hypodense, homogeneous lesion with a thin cystic wall in the pancreatic body"
+    base = ["predict", "-i", str(raw / "imagesTs"), "-m", str(trained), "-f", "0", "--device", "cpu", "--disable-tta",
+            "--unknown-threshold", "0"]
+    out = tmp_path / "described"
+    result = run_malenia(*base, "-o", str(out), "--describe", f"cystic pancreas lesion={text}", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # the parsed row is printed before predicting, then the description takes the next free label
+    assert "description 'cystic pancreas lesion' -> label" in result.stdout
+    assert "pancreatic body" in result.stdout and "thin cystic wall" in result.stdout
+    test_labels = json.loads((raw / "dataset_test.json").read_text())["labels"]
+    labels = json.loads((out / "dataset.json").read_text())["labels"]
+    assert labels == {**test_labels, "cystic pancreas lesion": max(test_labels.values()) + 1}
+    reports = sorted(out.glob("*.lesions.json"))
+    assert len(reports) == 2
+    for report_file in reports:
+        report = json.loads(report_file.read_text())
+        assert "cystic pancreas lesion" in report["case_scores"] and len(report["case_scores"]) == 14
+        for lesion in report["lesions"]:
+            assert "cystic pancreas lesion" in lesion["row_scores"]
+
+    # liver hemangioma is kept out of training (full tier): a row of the model's table, not a trained label
+    clash = run_malenia(*base, "-o", str(tmp_path / "clash"), "--describe", f"liver hemangioma={text}", env=env)
+    assert clash.returncode == 2
+    assert clash.stderr.strip().splitlines()[-1] == (
+        "malenia predict: error: --describe 'liver hemangioma': the name is already a row of the model's table "
+        "'malenia-synthetic'; choose another NAME (it becomes the output label name)")
+    assert not (tmp_path / "clash").exists()
+
+
 def test_predict_rejects_a_folder_that_is_not_a_malenia_model(dataset, tmp_path):
     root, env = dataset
     images = root / "raw" / "Dataset903_Tiny" / "imagesTs"
