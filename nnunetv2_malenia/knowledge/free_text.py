@@ -12,12 +12,13 @@ turned into one row over the closed attribute vocabulary, in two stages:
 2. Similarity, for the types no phrase was mentioned for. What is left of the text is split
    into clauses (at , ; : . ( ) / and the words and, with, without, in, but, while, whose, which,
    that, at, on: these mostly start a new attribute in a radiology sentence), and each clause
-   and every run of one or two of its words ("spans") is embedded with the text tower, the same
-   tower that embedded the vocabulary for the model (optionally, `skip_generic`, short spans made
-   only of words that two values of a type share, "margins", "adjacent", are not asked: measured
-   worse, since with the negation rule below they still carry the value). A span's score for a value is its cosine plus
-   `lexical` x the share of the value's words it repeats (the tower alone finds "right lobe of
-   the liver" as close to "left hepatic lobe" as to "right hepatic lobe"). A span speaks only of the type of its single
+   and each of its words (runs of up to `max_span_words` words: "spans") is embedded with the
+   text tower, the same tower that embedded the vocabulary for the model (optionally,
+   `skip_generic`, short spans made only of words two values of a type share, "margins",
+   "adjacent", are not asked: measured worse, since with the negation rule below they still
+   carry the value). A span's score for a value is its cosine plus `lexical` x the share of the
+   value's words it repeats (the tower alone finds "right lobe of the liver" as close to "left
+   hepatic lobe" as to "right hepatic lobe"). A span speaks only of the type of its single
    most similar value (so "in the right lobe of the liver" gives a location and nothing else). Per
    type, each value scores the best cosine similarity of the spans that speak of the type; the
    values taken are the top k (k = 1, 2 or 3, never all of the type's values) whose scores are at
@@ -63,7 +64,7 @@ OPTIONAL_TRAILING_NOUNS = ("lesion", "margin")
 STOPWORDS = frozenset({
     "a", "an", "the", "its", "it", "their", "is", "are", "was", "be", "of", "to", "as", "from", "by", "like", "some",
     "very", "small", "large", "few", "seen", "shows", "showing", "lesion", "mass", "nodule", "tumor", "tumour",
-    "spot", "inside", "within", "other", "else", "any", "than", "into", "into", "after", "or", "and", "for",
+    "spot", "inside", "within", "other", "else", "any", "than", "into", "after", "or", "and", "for",
 })
 DESCRIPTION_SOURCE = "free-text description"
 
