@@ -37,7 +37,8 @@ def marginal_log_probs(logits: torch.Tensor, annotated: torch.Tensor | None) -> 
     `annotated`: (b, C) bool, True where sample b's source annotates class c (column 0, background,
     is always treated as annotated). None: every class annotated, plain log-softmax.
     """
-    log_p = torch.log_softmax(logits.float(), 1)
+    # at least float32: under autocast, half-precision logits would lose the small probabilities
+    log_p = torch.log_softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, 1)
     if annotated is None:
         return log_p
     b, c = log_p.shape[:2]
