@@ -249,7 +249,7 @@ def test_merged_synthetic_datasets_train_with_partial_labels(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
     env.update(nnUNet_raw=str(tmp_path / "raw"), nnUNet_preprocessed=str(tmp_path / "preprocessed"),
                nnUNet_results=str(tmp_path / "results"), nnUNet_compile="0", nnUNet_def_n_proc="2",
-               nnUNet_n_proc_DA="0", OMP_NUM_THREADS="2")
+               nnUNet_n_proc_DA="2", OMP_NUM_THREADS="2")
     common = ["--cases", "4", "--test-cases", "1", "--shape", "32", "32", "32", "--spacing", "3", "--workers", "1"]
     for dataset_id, name, unseen, seed in ((931, "SynA", FULL_UNSEEN, "1"),
                                            (932, "SynB", FULL_UNSEEN + ["liver cyst", "liver tumor"], "2")):
@@ -273,7 +273,8 @@ def test_merged_synthetic_datasets_train_with_partial_labels(tmp_path):
     cases = sorted(p.name.removesuffix(".nii.gz") for p in (folder / "labelsTr").iterdir())
     splits = [{"train": cases, "val": cases}]  # every label in validation: nnU-Net's mean Dice stays defined
     (tmp_path / "preprocessed" / "Dataset933_SynMerged" / "splits_final.json").write_text(json.dumps(splits))
-    _run(["nnUNetv2_train", "933", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu"], env)
+    # augmentation in the main process: spawned workers would re-import torch for seconds each
+    _run(["nnUNetv2_train", "933", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu"], {**env, "nnUNet_n_proc_DA": "0"})
     fold = tmp_path / "results" / "Dataset933_SynMerged" / f"{TRAINER}__nnUNetPlans__3d_fullres" / "fold_0"
     assert (fold / "checkpoint_final.pth").is_file()
     log = next(fold.glob("training_log_*.txt")).read_text()
