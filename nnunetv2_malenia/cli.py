@@ -17,6 +17,7 @@ from nnunetv2_malenia.errors import MaleniaError
 COMMAND_MODULES = (
     "tables",
     "import_annotations",
+    "merge_datasets",
     "embed",
     "synth",
     "cpu_config",

@@ -28,6 +28,10 @@ boundary disagreement of the size readers disagree by. It is below one voxel on 
 synthetic benchmark's 2.5 mm), where a one-voxel shift then counts as wrong: set it to your data
 and always quote it with the numbers (summary.json records it).
 
+Partially labelled data (a dataset from `malenia merge-datasets`): with annotated_labels.json beside
+--label-file, a case is not scored on labels its source dataset does not annotate (rows marked
+"not annotated", not in the means).
+
 Output in -o OUT: metrics.csv (one row per case and label), summary.json (per label mean, std
 and n of DSC and NSD, the convention counts, and the mean over labels) and summary.md (the same
 as a markdown table)."""

@@ -10,7 +10,8 @@ Two sources per trained model and fold:
   another dataset (e.g. a supervised upper bound with the unseen diseases labelled) is scored on
   the same cases.
 Per fold a class scores the mean over cases (both-empty cases left out); the table gives mean +-
-std of those over folds, seen and unseen classes apart.
+std of those over folds, seen and unseen classes apart. On a merged, partially labelled dataset
+(`annotated_labels.json` in the raw folder) a case is not scored on labels its source does not annotate.
 """
 
 from __future__ import annotations
@@ -237,12 +238,14 @@ def run_benchmark(dataset: str | int, trainers: Sequence[str], folds: Sequence[i
 
     `lesion_vote`: test-set label maps are scored after one_disease_per_lesion (lesion_vote.py), with
     predicted lesions under `min_lesion_ml` millilitres given to their surroundings."""
+    from nnunetv2_malenia.datasets.annotated_labels import find_annotated_labels
     from nnunetv2_malenia.evaluation.evaluate_folder import evaluate_folders
 
     name = dataset_name(dataset)
     entries = [resolve_entry(spec, name, plans, configuration) for spec in trainers]
     raw = _nnunet_path("nnUNet_raw") / name
     images, gt_test = raw / "imagesTs", raw / "labelsTs"
+    annotated = find_annotated_labels(raw)  # partially labelled cases: only their source's labels are scored
     test_label_path = raw / "dataset_test.json" if (raw / "dataset_test.json").is_file() else raw / "dataset.json"
     if test and not (images.is_dir() and gt_test.is_dir() and any(gt_test.iterdir())):
         raise MaleniaError(f"{raw}: no imagesTs/labelsTs to benchmark the test set on; pass --no-test")
@@ -281,7 +284,8 @@ def run_benchmark(dataset: str | int, trainers: Sequence[str], folds: Sequence[i
                     groups = label_groups(model_dataset)
                     result = evaluate_folders(val, gt, labels=sorted(groups), label_file=entry.folder / "dataset.json",
                                               tolerance_mm=tolerance_mm, both_empty=math.nan, progress=False,
-                                              allow_missing=True)  # the other folds' cases
+                                              allow_missing=True,  # the other folds' cases
+                                              annotated=annotated)
                     collect("cv", entry, fold, result.summary, groups)
             if test:
                 target = output / "predictions" / entry.slug / f"fold_{fold}"

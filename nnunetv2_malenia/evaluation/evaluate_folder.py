@@ -14,6 +14,7 @@ import numpy as np
 
 from nnunetv2_malenia._atomic import atomic_path, write_json_atomic
 from nnunetv2_malenia.data_integrity import check_complete
+from nnunetv2_malenia.datasets.annotated_labels import AnnotatedLabels, find_annotated_labels
 from nnunetv2_malenia.errors import MaleniaError
 from nnunetv2_malenia.evaluation.metrics import (
     BOTH_EMPTY, DEFAULT_TOLERANCE_MM, EMPTY_KINDS, GT_EMPTY, PRED_EMPTY, evaluate_case,
@@ -21,6 +22,8 @@ from nnunetv2_malenia.evaluation.metrics import (
 
 DEFAULT_FILE_ENDING = ".nii.gz"
 MISSING = "missing"
+NOT_ANNOTATED = "not annotated"  # the case's source dataset does not label this class (annotated_labels.json)
+UNSCORED = (MISSING, NOT_ANNOTATED)
 CSV_COLUMNS = ("case", "label", "value", "dsc", "nsd", "gt_voxels", "pred_voxels", "empty")
 METRICS = ("dsc", "nsd")
 CONVENTION = ("Metrics Reloaded (Maier-Hein et al., Nat. Methods 2024): both empty -> {both} ; "
@@ -168,13 +171,19 @@ def _worker_init() -> None:
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, labels: Sequence[str | int] | None = None,
                      label_file: str | Path | None = None, tolerance_mm: float = DEFAULT_TOLERANCE_MM,
                      file_ending: str | None = None, allow_missing: bool = False, num_processes: int = 1,
-                     both_empty: float = 1.0, progress: bool = True) -> EvaluationResult:
+                     both_empty: float = 1.0, progress: bool = True,
+                     annotated: AnnotatedLabels | None = None) -> EvaluationResult:
     """DSC and NSD of every case of `gt_dir` against the file of the same name in `pred_dir`.
 
     Cases are matched by file name (CASE + file ending; default: the label file's "file_ending",
     else .nii.gz). A GT case without prediction raises MaleniaError naming it unless
     `allow_missing`: then it gets rows with empty == "missing" and no numbers, excluded from the
     means and listed in the summary. Spacing comes from the GT image.
+
+    Partially labelled data: with `annotated` (default: the annotated_labels.json beside
+    `label_file`, if any), a (case, label) pair whose source dataset does not annotate the label
+    gets a row with empty == "not annotated" and no numbers: an unlabelled liver in a lung case is
+    no false positive. Cases the file does not list are scored for every label.
     """
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     for what, folder in (("prediction", pred_dir), ("ground truth", gt_dir)):
@@ -188,6 +197,8 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, labels: Sequence[
     if file_ending is None and label_file:
         file_ending = json.loads(Path(label_file).read_text(encoding="utf-8")).get("file_ending")
     file_ending = file_ending or DEFAULT_FILE_ENDING
+    if annotated is None and label_file:
+        annotated = find_annotated_labels(Path(label_file).parent)
 
     gt_cases = list_cases(gt_dir, file_ending)
     if not gt_cases:
@@ -234,6 +245,10 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, labels: Sequence[
             continue
         by_name = {r["label"]: r for r in results[case]}
         for name, value in selected.items():
+            if annotated is not None and isinstance(value, int) and not annotated.annotates(case, value):
+                rows.append({"case": case, "label": name, "value": value, "dsc": math.nan, "nsd": math.nan,
+                             "gt_voxels": None, "pred_voxels": None, "empty": NOT_ANNOTATED})
+                continue
             # a label absent from both masks of this case was not computed: both empty by definition
             rows.append(by_name.get(name) or {"case": case, "label": name, "value": value, "dsc": float(both_empty),
                                               "nsd": float(both_empty), "gt_voxels": 0, "pred_voxels": 0,
@@ -243,6 +258,7 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, labels: Sequence[
         "prediction_folder": str(pred_dir), "ground_truth_folder": str(gt_dir),
         "label_file": str(label_file) if label_file else None, "file_ending": file_ending,
         "n_cases": len(gt_cases), "missing_cases": missing, "extra_predictions": extra,
+        "annotated_labels": annotated.path if annotated is not None else None,
     })
     return EvaluationResult(rows=rows, summary=summary, labels=selected)
 
@@ -269,18 +285,20 @@ def summarize(rows: Sequence[Mapping], labels: Mapping[str, Any], tolerance_mm: 
     foreground mean); std is the population standard deviation over cases.
     """
     per_label: dict[str, dict] = {}
+    # "not annotated" is counted only on partially labelled data: fully labelled summaries stay as they were
+    kinds = (*EMPTY_KINDS, *UNSCORED) if any(r["empty"] == NOT_ANNOTATED for r in rows) else (*EMPTY_KINDS, MISSING)
     for name, value in labels.items():
         mine = [r for r in rows if r["label"] == name]
-        counts = {kind: sum(r["empty"] == kind for r in mine) for kind in (*EMPTY_KINDS, MISSING)}
-        counts["evaluated"] = sum(r["empty"] != MISSING for r in mine)
+        counts = {kind: sum(r["empty"] == kind for r in mine) for kind in kinds}
+        counts["evaluated"] = sum(r["empty"] not in UNSCORED for r in mine)
         per_label[name] = {"value": list(value) if isinstance(value, tuple) else value,
-                           **{m: _stats([float(r[m]) for r in mine if r["empty"] != MISSING]) for m in METRICS},
+                           **{m: _stats([float(r[m]) for r in mine if r["empty"] not in UNSCORED]) for m in METRICS},
                            "counts": counts}
     overall = {}
     for m in METRICS:
         means = [s[m]["mean"] for s in per_label.values() if s[m]["mean"] is not None]
         overall[m] = float(np.mean(means)) if means else None
-    totals = {kind: sum(s["counts"][kind] for s in per_label.values()) for kind in (*EMPTY_KINDS, MISSING, "evaluated")}
+    totals = {kind: sum(s["counts"][kind] for s in per_label.values()) for kind in (*kinds, "evaluated")}
     both = "NaN (excluded from means)" if math.isnan(both_empty) else f"{both_empty:g}"
     return {"tolerance_mm": float(tolerance_mm), "both_empty": None if math.isnan(both_empty) else float(both_empty),
             "convention": CONVENTION.format(both=both), "nsd_implementation": _implementation(),
@@ -345,6 +363,9 @@ def markdown_table(summary: Mapping) -> str:
                  f"{t[BOTH_EMPTY]} | {t[GT_EMPTY]} | {t[PRED_EMPTY]} | {t[MISSING]} |")
     if summary.get("missing_cases"):
         lines += ["", f"Cases without prediction (not in the means): {', '.join(summary['missing_cases'])}"]
+    if t.get(NOT_ANNOTATED):
+        lines += ["", f"{t[NOT_ANNOTATED]} (case, label) pairs are left out: the case's source dataset does not "
+                      "annotate the label (annotated_labels.json)."]
     return "\n".join(lines) + "\n"
 
 

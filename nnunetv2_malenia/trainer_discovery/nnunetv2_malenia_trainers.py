@@ -9,6 +9,7 @@ from nnunetv2_malenia.training.nnUNetTrainerMalenia import (
     nnUNetTrainerMalenia_nameonly,
     nnUNetTrainerMalenia_smoke,
 )
+from nnunetv2_malenia.training.partial_labels import nnUNetTrainer_partial
 from nnunetv2_malenia.training.cpu_recipe import (
     nnUNetTrainer_cpu,
     nnUNetTrainerMalenia_cpu,
@@ -24,6 +25,7 @@ __all__ = [
     "nnUNetTrainerMalenia_demo",
     "nnUNetTrainerMalenia_nameonly",
     "nnUNetTrainerMalenia_smoke",
+    "nnUNetTrainer_partial",
     "nnUNetTrainer_cpu",
     "nnUNetTrainerMalenia_cpu",
     "nnUNetTrainerMalenia_cpu_demo",

@@ -12,7 +12,9 @@ learning rate, AMP on CUDA, DDP, checkpoints, `--c`, final validation. This clas
 - `configure_optimizers`: the one hook between building the network and wrapping it in DDP, so the
   vocabulary and table buffers are installed there; AdamW with nnU-Net's poly schedule.
 - `_build_loss`: nnU-Net's deep-supervised Dice+CE for its own head (organs, and lesions as a
-  prior) and `MaleniaCriterion` for the tokens.
+  prior) and `MaleniaCriterion` for the tokens. On a merged, partially labelled dataset
+  (`annotated_labels.json` beside dataset.json) the Dice+CE is the marginal one, per case
+  (the `PartialLabels` mixin, training/partial_labels.py).
 - `train_step` / `validation_step`: lesion targets per patch, both losses, a skipped step on a
   non-finite loss; validation logs Dice from the eval output and attribute accuracy per type.
 """
@@ -42,6 +44,7 @@ from nnunetv2_malenia.network import MaleniaConfig, MaleniaNetwork, build_maleni
 from nnunetv2_malenia.network.config import PLANS_KEY
 from nnunetv2_malenia.training.dataset_knowledge import dataset_knowledge, raw_dataset_folder
 from nnunetv2_malenia.training.lesion_targets import LesionAttributeLookup, build_lesion_targets
+from nnunetv2_malenia.training.partial_labels import PartialLabels
 from nnunetv2_malenia.training.progress import MaleniaProgressLogger
 from nnunetv2_malenia.training.synthetic_anomalies import AnomalyConfig, paste_anomalies
 
@@ -52,7 +55,7 @@ def unwrap(network: torch.nn.Module) -> MaleniaNetwork:
     return module._orig_mod if isinstance(module, OptimizedModule) else module
 
 
-class nnUNetTrainerMalenia(nnUNetTrainer):
+class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
     """Malenia on nnU-Net: `nnUNetv2_train DATASET 3d_fullres FOLD -tr nnUNetTrainerMalenia`."""
 
     # Head configuration; variants override single fields (see MaleniaConfig for the meaning).
@@ -222,7 +225,8 @@ class nnUNetTrainerMalenia(nnUNetTrainer):
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
             out = self.network(data, targets=targets, matcher=self.criterion.matcher)
-            nnunet_loss = self.loss(out["seg"], seg)
+            with self.annotation_of(batch):  # marginal Dice+CE on partially labelled cases
+                nnunet_loss = self.loss(out["seg"], seg)
             parts = self.criterion(out, targets)
             loss = nnunet_loss + self.malenia_loss_weight * parts["loss"]
         if not self._all_finite(loss):
