@@ -31,6 +31,9 @@ class MaleniaConfig:
     temperature_init: float = 0.07
     # Subtract each attribute type's mean text embedding before the alignment (AttributeBank).
     center_text_bank: bool = False
+    # Attribute embedding also from the token's own voxels: the per-voxel features averaged under
+    # the token's (detached) mask, through their own head, added to the token's (transformer_decoder.py).
+    mask_pooled_readout: bool = False
     # Inference-time attribute injection: argmax value per type (False) or similarity-weighted (True).
     soft_attribute_injection: bool = False
     # Labels of the training dataset that are lesions: their channels of nnU-Net's own head are

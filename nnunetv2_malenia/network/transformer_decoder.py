@@ -105,13 +105,23 @@ class MaskedAttentionDecoder(nn.Module):
         self.mask_head = MLP(h, h, pixel_channels, 3)
         self.objectness_head = nn.Linear(h, 1)
         self.attr_head = MLP(h, h, config.text_dim, 2)
+        # Mask-pooled readout: attributes a voxel shows (density, texture) are read where they are,
+        # at full resolution under the token's mask, not only from coarse levels through attention.
+        self.pooled_attr_head = MLP(pixel_channels, h, config.text_dim, 2) if config.mask_pooled_readout else None
 
-    def _predict(self, tokens: torch.Tensor, pooled_pixels: Optional[torch.Tensor]
+    def _predict(self, tokens: torch.Tensor, pooled_pixels: Optional[torch.Tensor], pixel_features: torch.Tensor
                  ) -> tuple[DecoderLayerOutput, Optional[torch.Tensor]]:
         normed = self.norm(tokens)
-        out = DecoderLayerOutput(mask_embed=self.mask_head(normed),
-                                 objectness=self.objectness_head(normed).squeeze(-1),
-                                 attr_embed=self.attr_head(normed))
+        mask_embed = self.mask_head(normed)
+        attr_embed = self.attr_head(normed)
+        if self.pooled_attr_head is not None:
+            pixels = pixel_features.flatten(2)  # (B, C4, V)
+            weights = torch.sigmoid(torch.einsum("bnc,bcv->bnv", mask_embed.detach(), pixels.detach()).float())
+            pooled = torch.einsum("bnv,bcv->bnc", weights.to(pixels.dtype), pixels)
+            pooled = pooled / weights.sum(-1, keepdim=True).clamp_min(1.0).to(pixels.dtype)
+            attr_embed = attr_embed + self.pooled_attr_head(pooled)
+        out = DecoderLayerOutput(mask_embed=mask_embed, objectness=self.objectness_head(normed).squeeze(-1),
+                                 attr_embed=attr_embed)
         attn_mask = None
         if pooled_pixels is not None:
             logits = torch.einsum("bnc,bcl->bnl", out.mask_embed, pooled_pixels)
@@ -134,12 +144,12 @@ class MaskedAttentionDecoder(nn.Module):
         tokens = self.query_feat.weight.unsqueeze(0).expand(b, -1, -1)
         query_pos = self.query_pos.weight.unsqueeze(0).expand(b, -1, -1)
         layers = []
-        out, attn_mask = self._predict(tokens, pooled[0] if self.num_blocks else None)
+        out, attn_mask = self._predict(tokens, pooled[0] if self.num_blocks else None, pixel_features)
         layers.append(out)
         for i, block in enumerate(self.blocks):
             li = i % self.num_levels
             tokens = block(tokens, query_pos, memories[li], positions[li], attn_mask)
             nxt = pooled[(i + 1) % self.num_levels] if i + 1 < self.num_blocks else None
-            out, attn_mask = self._predict(tokens, nxt)
+            out, attn_mask = self._predict(tokens, nxt, pixel_features)
             layers.append(out)
         return DecoderOutput(layers=layers, tokens=self.norm(tokens))
