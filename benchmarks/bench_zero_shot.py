@@ -171,7 +171,8 @@ def eval_variant(workdir: Path, variant: str, configuration: str) -> str:
     if not (source / "plans.json").is_file() or not key or not value:
         raise SystemExit(f"--variant {variant}: give TRAINER:KEY=VALUE for a trained Malenia model of {ZS[0]}")
     plans = json.loads((source / "plans.json").read_text())
-    config = dict(plans[PLANS_KEY]["config"])
+    # fields added since the model was trained take their defaults
+    config = {**MaleniaConfig().to_dict(), **plans[PLANS_KEY]["config"]}
     if key not in config:
         raise SystemExit(f"--variant {variant}: {key!r} is not a MaleniaConfig field ({', '.join(config)})")
     config[key] = type(config[key])(value) if not isinstance(config[key], bool) else value.lower() in ("1", "true")

@@ -98,3 +98,20 @@ def test_nnunet_presence_takes_lesion_mass_from_the_head_and_the_disease_from_th
 def test_lesion_presence_rule_is_checked():
     with pytest.raises(ValueError, match="lesion_presence must be one of tokens, nnunet, got 'both'"):
         MaleniaConfig(lesion_presence="both")
+
+
+def test_token_naming_takes_the_disease_of_the_strongest_token_not_the_sum_of_weak_ones():
+    # labels: 0 background, 1 organ; diseases A -> 2, B -> 3; one voxel
+    head = DiseaseHead(num_values=5, num_head_classes=2)
+    head.set_knowledge_table(torch.rand(2, 5), [2, 3])
+    head_logits = torch.zeros(1, 2, 1, 1, 1)
+    token_probs = torch.tensor([0.9, 0.8, 0.8, 0.8]).view(1, 4, 1, 1, 1)
+    # token 0: objectness 0.9, surely A; tokens 1-3: objectness 0.4 each, surely B (0.96 of B against 0.81 of A)
+    scores = torch.tensor([[[0.9, 0.0], [0.0, 0.4], [0.0, 0.4], [0.0, 0.4]]])
+    by_sum = head.label_log_probs(token_probs, scores, head_logits, "tokens", "sum")
+    by_token = head.label_log_probs(token_probs, scores, head_logits, "tokens", "token")
+    assert by_sum.argmax(1).item() == 3 and by_token.argmax(1).item() == 2
+    torch.testing.assert_close(by_token.exp().sum(1), torch.ones(1, 1, 1, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(by_token.exp()[:, 2:].sum(1), by_sum.exp()[:, 2:].sum(1))  # same lesion mass
+    with pytest.raises(ValueError, match="lesion_naming must be one of sum, token, got 'max'"):
+        MaleniaConfig(lesion_naming="max")

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 # configuration, vocabulary, knowledge table and text tower identity.
 PLANS_KEY = "malenia"
 LESION_PRESENCE_RULES = ("tokens", "nnunet")
+LESION_NAMING_RULES = ("sum", "token")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class MaleniaConfig:
     # Attribute embedding also from the token's own voxels: the per-voxel features averaged under
     # the token's (detached) mask, through their own head, added to the token's (transformer_decoder.py).
     mask_pooled_readout: bool = False
+    # Table scoring: each type's readout mixed with this share of a uniform one (disease_head.py).
+    row_score_epsilon: float = 0.0
     # Inference-time attribute injection: argmax value per type (False) or similarity-weighted (True).
     soft_attribute_injection: bool = False
     # Labels of the training dataset that are lesions: their channels of nnU-Net's own head are
@@ -43,6 +46,9 @@ class MaleniaConfig:
     # lesion mass (the paper's semantic inference); "nnunet": the summed lesion channels of nnU-Net's
     # own head, a class-agnostic lesion prior; either way the tokens decide which disease.
     lesion_presence: str = "tokens"
+    # Eval rule: how a voxel's lesion mass is shared among diseases. "sum": in proportion to every
+    # token's objectness x p(d|q) x mask; "token": by p(d|q) of the strongest token there.
+    lesion_naming: str = "sum"
 
     def __post_init__(self) -> None:
         if self.hidden_dim % self.num_heads:
@@ -53,6 +59,10 @@ class MaleniaConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.fusion_layers < 0:
             raise ValueError(f"fusion_layers must be >= 0, got {self.fusion_layers}")
+        if not 0.0 <= self.row_score_epsilon < 1.0:
+            raise ValueError(f"row_score_epsilon must be in [0, 1), got {self.row_score_epsilon}")
+        if self.lesion_naming not in LESION_NAMING_RULES:
+            raise ValueError(f"lesion_naming must be one of {', '.join(LESION_NAMING_RULES)}, got {self.lesion_naming!r}")
         if self.lesion_presence not in LESION_PRESENCE_RULES:
             raise ValueError(f"lesion_presence must be one of {', '.join(LESION_PRESENCE_RULES)}, got {self.lesion_presence!r}")
         object.__setattr__(self, "lesion_labels", tuple(int(i) for i in self.lesion_labels))

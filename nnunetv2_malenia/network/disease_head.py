@@ -78,14 +78,21 @@ class DiseaseHead(ResizableBuffersMixin):
         self.head_label_map = head_map.clone()
         self.num_labels = torch.tensor(n, dtype=torch.long, device=dev)
 
-    def disease_given_token(self, type_probs: torch.Tensor, value_type: torch.Tensor) -> torch.Tensor:
-        """type_probs (B, N, T, V) -> p(disease | token) (B, N, num_diseases)."""
+    def disease_given_token(self, type_probs: torch.Tensor, value_type: torch.Tensor,
+                            epsilon: float = 0.0) -> torch.Tensor:
+        """type_probs (B, N, T, V) -> p(disease | token) (B, N, num_diseases).
+
+        `epsilon` mixes each type's readout with a uniform one before scoring, so that one
+        confidently wrong type cannot veto a row the other types support (LEARNABILITY.md 8)."""
         num_types = type_probs.shape[-2]
         if self.num_diseases == 0:
             return type_probs.new_zeros(*type_probs.shape[:2], 0)
         member = type_one_hot(value_type, num_types)  # (V, T)
         table_t = self.table_weights.float().unsqueeze(-1) * member  # (Dz, V, T)
         mass = torch.einsum("bntv,dvt->bndt", type_probs.float(), table_t)
+        if epsilon > 0:
+            uniform = table_t.sum(1) / member.sum(0).clamp_min(1)  # (Dz, T): the mass of a uniform readout
+            mass = (1 - epsilon) * mass + epsilon * uniform
         row_has_type = table_t.sum(1) > 0  # (Dz, T)
         log_l = torch.where(row_has_type, mass.clamp_min(1e-6).log(), torch.zeros_like(mass)).sum(-1)
         return torch.softmax(log_l, dim=-1)
@@ -108,13 +115,16 @@ class DiseaseHead(ResizableBuffersMixin):
         return torch.exp(log_mass / row_has_type.sum(-1).clamp_min(1))
 
     def label_log_probs(self, token_probs: torch.Tensor, disease_scores: torch.Tensor,
-                        head_logits: torch.Tensor, presence: str = "tokens") -> torch.Tensor:
+                        head_logits: torch.Tensor, presence: str = "tokens", naming: str = "sum") -> torch.Tensor:
         """token_probs (B, N, X, Y, Z); disease_scores (B, N, Dz) = objectness x p(d|q);
         head_logits (B, C_head, X, Y, Z) -> log-probabilities (B, num_labels, X, Y, Z), float32.
 
         presence "tokens": a voxel's lesion mass is the tokens' sum_d P_d (clamped at 1);
         "nnunet": it is the softmax mass of nnU-Net's lesion channels (the channels the eval output
         otherwise ignores), and the tokens only share it among the diseases in proportion to P_d.
+        naming "sum": the mass is shared among diseases in proportion to P_d (every token's vote);
+        "token": all of it goes by p(d | q) of the one token with the largest objectness x mask at
+        that voxel (Mask2Former's instance inference), so weak, diffuse tokens cannot outvote it.
         """
         b = token_probs.shape[0]
         spatial = token_probs.shape[2:]
@@ -125,6 +135,12 @@ class DiseaseHead(ResizableBuffersMixin):
         if self.num_diseases:
             per_disease = torch.einsum("bnd,bnxyz->bdxyz", disease_scores.float(), token_probs.float())
             token_total = per_disease.sum(1, keepdim=True)
+            if naming == "token":
+                objectness = disease_scores.float().sum(-1)  # p(d | q) sums to 1 over the rows
+                strength = objectness[:, :, None, None, None] * token_probs.float()
+                best = torch.zeros_like(strength).scatter_(1, strength.argmax(1, keepdim=True), 1.0)
+                share = torch.einsum("bnd,bnxyz->bdxyz", disease_scores.float() / objectness.clamp_min(1e-8)[..., None], best)
+                per_disease = share * token_total
             if presence == "nnunet":
                 lesion_total = torch.softmax(head_logits.float(), dim=1)[:, ~keep].sum(1, keepdim=True)
                 share = (per_disease + PRESENCE_EPS / self.num_diseases) / (token_total + PRESENCE_EPS)

@@ -137,10 +137,12 @@ class MaleniaNetwork(nn.Module):
             attr_logits, soft=self.config.soft_attribute_injection))
         token_probs = ensemble_probs(cmki, pixel)  # (B, N, X, Y, Z)
         objectness = torch.sigmoid(last.objectness.float())
-        p_disease = self.disease_head.disease_given_token(type_probs, self.attributes.value_type)
+        p_disease = self.disease_head.disease_given_token(type_probs, self.attributes.value_type,
+                                                          self.config.row_score_epsilon)
         scores = objectness.unsqueeze(-1) * p_disease
         seg = feats.seg[0] if isinstance(feats.seg, (list, tuple)) else feats.seg
-        log_probs = self.disease_head.label_log_probs(token_probs, scores, seg, self.config.lesion_presence)
+        log_probs = self.disease_head.label_log_probs(token_probs, scores, seg, self.config.lesion_presence,
+                                                     self.config.lesion_naming)
         return {"log_probs": log_probs, "token_probs": token_probs, "objectness": objectness,
                 "attribute_probs": type_probs, "disease_given_token": p_disease, "disease_scores": scores,
                 "nnunet_logits": seg}
