@@ -52,7 +52,10 @@ TIERS = {
             # method changes measured one at a time (benchmarks/trainers/): only with --only
             "ablations": {ZS: ["nnUNetTrainerMalenia_cpu_centred", "nnUNetTrainerMalenia_cpu_lw01",
                                    "nnUNetTrainerMalenia_cpu_lw01_anomalies",
-                                   "nnUNetTrainerMalenia_cpu_lw01_anomalies_described"]}},
+                                   "nnUNetTrainerMalenia_cpu_lw01_anomalies_described",
+                                   "nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel",
+                                   "nnUNetTrainerMalenia_cpu_lw01_anomalies_inhead",
+                                   "nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead"]}},
     "full": {"configuration": "3d_fullres", "min_lesion_ml": 0.0,
              "trainers": {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench",
                                "nnUNetTrainerMalenia_nameonly_bench", "nnUNetTrainerMalenia_benchSGD"],

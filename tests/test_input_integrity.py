@@ -315,6 +315,6 @@ def test_skip_bad_inputs_predicts_the_good_cases_and_reports_the_bad(synthetic, 
     assert result.stderr.strip().splitlines()[-1] == (
         "malenia predict: 1 case(s) left out because of bad input files (reasons above): Tiny_test_0001; "
         "fix or replace them and run again (done cases are not redone)")
-    assert sorted(p.name for p in out.iterdir()) == ["Tiny_test_0000.lesions.json", "Tiny_test_0000.nii.gz",
+    assert sorted(p.name for p in out.iterdir()) == ["Tiny_test_0000.lesions.json", "Tiny_test_0000.nii.gz", "case_scores.csv",
                                                      "dataset.json"]
     assert "1 cases predicted" in result.stdout

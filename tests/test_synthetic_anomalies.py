@@ -1,4 +1,5 @@
 """Synthetic anomalies: where they go, what they change, and that they carry no attribute target."""
+import pytest
 import numpy as np
 import torch
 
@@ -106,3 +107,18 @@ def test_the_trainer_appends_anomalies_to_the_patch_targets_with_the_described_v
         values = set(torch.nonzero(row).flatten().tolist())
         assert homogeneous in values and len(values & density) == 1
         assert batch["data"][0, 0][mask].abs().mean() > 0.3        # the blob is in the image the network sees
+    assert torch.equal(batch["target"][0], torch.from_numpy(seg[None, None]))  # default: nnU-Net's target untouched
+
+
+def test_label_in_head_marks_the_blobs_as_a_lesion_in_every_deep_supervision_target():
+    from nnunetv2_malenia.training.nnUNetTrainerMalenia import mark_in_head_targets
+
+    full = torch.zeros(2, 1, 8, 8, 8, dtype=torch.int16)
+    half = torch.zeros(2, 1, 4, 4, 4, dtype=torch.int16)
+    mask = np.zeros((8, 8, 8), dtype=bool)
+    mask[2:6, 2:6, 2:6] = True
+    mark_in_head_targets([full, half], 1, mask, 7)
+    assert torch.equal(full[1, 0] == 7, torch.from_numpy(mask)) and (full[0] == 0).all()
+    assert int((half[1, 0] == 7).sum()) == 8 and (half[0] == 0).all()   # the 2x2x2 block of a 4^3 map
+    with pytest.raises(ValueError, match="label_in_head must be 'organ' or 'lesion', got 'both'"):
+        AnomalyConfig(label_in_head="both")

@@ -122,3 +122,24 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described(nnUNetTrainerMalenia_cpu
     """... with the anomalies' unambiguous attribute values as targets (AnomalyConfig.describe)."""
 
     anomalies = AnomalyConfig(describe=True)
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel(nnUNetTrainerMalenia_cpu_lw01_anomalies_described):
+    """... with the per-voxel attribute readout naming each lesion voxel (MaleniaConfig.voxel_readout)."""
+
+    malenia_config = {**CPU_HEAD, "voxel_readout": True, "lesion_naming": "voxel"}
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_inhead(nnUNetTrainerMalenia_cpu_lw01):
+    """... anomalies labelled as a lesion in nnU-Net's target too; lesion presence from nnU-Net's head."""
+
+    anomalies = AnomalyConfig(label_in_head="lesion")
+    malenia_config = {**CPU_HEAD, "lesion_presence": "nnunet"}
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead(nnUNetTrainerMalenia_cpu_lw01):
+    """Described anomalies labelled as a lesion in nnU-Net's target, lesion presence from nnU-Net's
+    head, lesion voxels named by the per-voxel readout."""
+
+    anomalies = AnomalyConfig(describe=True, label_in_head="lesion")
+    malenia_config = {**CPU_HEAD, "voxel_readout": True, "lesion_naming": "voxel", "lesion_presence": "nnunet"}

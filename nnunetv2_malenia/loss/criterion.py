@@ -3,6 +3,7 @@
     total = sum_layers [w_bce BCE + w_dice Dice + w_obj objectness]      (initial tokens + every block)
           + w_sim sum_blocks MP-NCE                                        (blocks 1..num_blocks)
           + w_seg_bce BCE(ensemble) + w_seg_dice Dice(ensemble)            (CMKI, L_seg)
+          + w_voxel MP-NCE(per-voxel readout, lesion voxels)                (only with voxel_readout)
 
 Mask losses are computed at full resolution for matched tokens only (as in Mask2Former, unmatched
 tokens are supervised through objectness alone), normalised by the number of lesions averaged
@@ -37,6 +38,7 @@ class LossWeights:
     contrastive: float = 1.0
     seg_bce: float = 5.0
     seg_dice: float = 5.0
+    voxel_attributes: float = 1.0  # per-voxel readout (MaleniaConfig.voxel_readout), when the network has one
 
 
 def _matched_logits(embed: torch.Tensor, bias: Optional[torch.Tensor], pixel: torch.Tensor,
@@ -132,6 +134,11 @@ class MaleniaCriterion(nn.Module):
 
         total = (w.mask_bce * bce_sum + w.mask_dice * dice_sum + w.objectness * obj_sum
                  + w.contrastive * sim_sum + w.seg_bce * seg_bce + w.seg_dice * seg_dice + _touch(outputs))
+        if outputs.get("voxel_attributes") is not None:
+            voxel_z, voxel_pos = outputs["voxel_attributes"]
+            voxel_sim = multi_positive_nce(voxel_z, voxel_pos, bank, vtype, num_types, outputs["logit_scale"])
+            total = total + w.voxel_attributes * voxel_sim
+            parts["voxel_attributes"] = voxel_sim.detach()
         parts.update(loss=total, mask_bce=bce_sum.detach(), mask_dice=dice_sum.detach(),
                      objectness=obj_sum.detach(), contrastive=sim_sum.detach(), seg_bce=seg_bce.detach(),
                      seg_dice=seg_dice.detach(), num_matched=torch.tensor(float(n_local), device=dev))

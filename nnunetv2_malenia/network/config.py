@@ -13,7 +13,7 @@ from typing import Any, Mapping
 # configuration, vocabulary, knowledge table and text tower identity.
 PLANS_KEY = "malenia"
 LESION_PRESENCE_RULES = ("tokens", "nnunet")
-LESION_NAMING_RULES = ("sum", "token")
+LESION_NAMING_RULES = ("sum", "token", "voxel")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class MaleniaConfig:
     # Attribute embedding also from the token's own voxels: the per-voxel features averaged under
     # the token's (detached) mask, through their own head, added to the token's (transformer_decoder.py).
     mask_pooled_readout: bool = False
+    # Attribute readout per voxel: a small head maps each voxel's feature into the text space, trained
+    # with the alignment loss on the voxels of each lesion (network/voxel_readout.py). Needed by
+    # lesion_naming "voxel".
+    voxel_readout: bool = False
     # Table scoring: each type's readout mixed with this share of a uniform one (disease_head.py).
     row_score_epsilon: float = 0.0
     # Inference-time attribute injection: argmax value per type (False) or similarity-weighted (True).
@@ -47,7 +51,8 @@ class MaleniaConfig:
     # own head, a class-agnostic lesion prior; either way the tokens decide which disease.
     lesion_presence: str = "tokens"
     # Eval rule: how a voxel's lesion mass is shared among diseases. "sum": in proportion to every
-    # token's objectness x p(d|q) x mask; "token": by p(d|q) of the strongest token there.
+    # token's objectness x p(d|q) x mask; "token": by p(d|q) of the strongest token there;
+    # "voxel": by the voxel's own attribute readout scored against the table (needs voxel_readout).
     lesion_naming: str = "sum"
 
     def __post_init__(self) -> None:
@@ -63,6 +68,8 @@ class MaleniaConfig:
             raise ValueError(f"row_score_epsilon must be in [0, 1), got {self.row_score_epsilon}")
         if self.lesion_naming not in LESION_NAMING_RULES:
             raise ValueError(f"lesion_naming must be one of {', '.join(LESION_NAMING_RULES)}, got {self.lesion_naming!r}")
+        if self.lesion_naming == "voxel" and not self.voxel_readout:
+            raise ValueError("lesion_naming 'voxel' needs voxel_readout=True (a model trained with the per-voxel readout)")
         if self.lesion_presence not in LESION_PRESENCE_RULES:
             raise ValueError(f"lesion_presence must be one of {', '.join(LESION_PRESENCE_RULES)}, got {self.lesion_presence!r}")
         object.__setattr__(self, "lesion_labels", tuple(int(i) for i in self.lesion_labels))

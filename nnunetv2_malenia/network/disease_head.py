@@ -115,7 +115,8 @@ class DiseaseHead(ResizableBuffersMixin):
         return torch.exp(log_mass / row_has_type.sum(-1).clamp_min(1))
 
     def label_log_probs(self, token_probs: torch.Tensor, disease_scores: torch.Tensor,
-                        head_logits: torch.Tensor, presence: str = "tokens", naming: str = "sum") -> torch.Tensor:
+                        head_logits: torch.Tensor, presence: str = "tokens", naming: str = "sum",
+                        voxel_disease: Optional[torch.Tensor] = None) -> torch.Tensor:
         """token_probs (B, N, X, Y, Z); disease_scores (B, N, Dz) = objectness x p(d|q);
         head_logits (B, C_head, X, Y, Z) -> log-probabilities (B, num_labels, X, Y, Z), float32.
 
@@ -124,7 +125,9 @@ class DiseaseHead(ResizableBuffersMixin):
         otherwise ignores), and the tokens only share it among the diseases in proportion to P_d.
         naming "sum": the mass is shared among diseases in proportion to P_d (every token's vote);
         "token": all of it goes by p(d | q) of the one token with the largest objectness x mask at
-        that voxel (Mask2Former's instance inference), so weak, diffuse tokens cannot outvote it.
+        that voxel (Mask2Former's instance inference), so weak, diffuse tokens cannot outvote it;
+        "voxel": all of it goes by `voxel_disease` (B, num_diseases, X, Y, Z), the voxel's own
+        readout scored against the table (MaleniaNetwork.voxel_disease).
         """
         b = token_probs.shape[0]
         spatial = token_probs.shape[2:]
@@ -141,6 +144,10 @@ class DiseaseHead(ResizableBuffersMixin):
                 best = torch.zeros_like(strength).scatter_(1, strength.argmax(1, keepdim=True), 1.0)
                 share = torch.einsum("bnd,bnxyz->bdxyz", disease_scores.float() / objectness.clamp_min(1e-8)[..., None], best)
                 per_disease = share * token_total
+            elif naming == "voxel":
+                if voxel_disease is None:
+                    raise ValueError("lesion_naming 'voxel' needs the per-voxel disease probabilities")
+                per_disease = voxel_disease.float() * token_total
             if presence == "nnunet":
                 lesion_total = torch.softmax(head_logits.float(), dim=1)[:, ~keep].sum(1, keepdim=True)
                 share = (per_disease + PRESENCE_EPS / self.num_diseases) / (token_total + PRESENCE_EPS)

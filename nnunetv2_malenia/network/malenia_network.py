@@ -25,8 +25,12 @@ from .cmki import CMKIOutput, CrossModalKnowledgeInjection, ensemble_probs
 from .config import MaleniaConfig
 from .disease_head import DiseaseHead
 from .transformer_decoder import DecoderLayerOutput, MaskedAttentionDecoder
+from .voxel_readout import VoxelReadout
 
 # matcher(last_layer, pixel_features, targets) -> per sample (token indices, target indices)
+# Lesion mass below which a voxel's own readout is not computed (lesion_naming "voxel").
+VOXEL_NAMING_MIN_MASS = 0.01
+
 Matcher = Callable[[DecoderLayerOutput, torch.Tensor, Sequence[Any]], list[tuple[torch.Tensor, torch.Tensor]]]
 
 
@@ -52,6 +56,8 @@ class MaleniaNetwork(nn.Module):
                                         config.temperature_init, config.center_text_bank)
         self.cmki = CrossModalKnowledgeInjection(config, pixel_channels)
         self.disease_head = DiseaseHead(num_values, int(backbone.decoder.num_classes), config.lesion_labels)
+        self.voxel_readout = VoxelReadout(pixel_channels, config.hidden_dim, config.text_dim) \
+            if config.voxel_readout else None
         self._kept: list[dict] | None = None  # see keep_next_details
 
     # nnU-Net's trainer toggles `network.decoder.deep_supervision`; keep that working.
@@ -115,7 +121,11 @@ class MaleniaNetwork(nn.Module):
                 raise ValueError(f"{len(targets)} targets for a batch of {x.shape[0]}")
             indices = matcher(dec.layers[-1], pixel, targets)
         cmki = self.cmki(dec.tokens, self._injected_attributes(attr_logits, targets, indices))
+        voxel_pairs = None
+        if self.voxel_readout is not None and targets is not None:
+            voxel_pairs = self.voxel_readout.training_pairs(pixel, targets)
         return {
+            "voxel_attributes": voxel_pairs,
             "seg": feats.seg,
             "pixel_features": pixel,
             "layers": dec.layers,
@@ -126,6 +136,19 @@ class MaleniaNetwork(nn.Module):
             "value_type": self.attributes.value_type,
             "num_attribute_types": self.config.num_attribute_types,
         }
+
+    def voxel_disease(self, pixel: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """p(disease | voxel) (B, num_diseases, X, Y, Z) from the per-voxel readout, computed only
+        where `where` (B, X, Y, Z) is True (elsewhere uniform: no lesion mass to share there)."""
+        b, _, *spatial = pixel.shape
+        n = self.disease_head.num_diseases
+        out = pixel.new_full((b, *spatial, n), 1.0 / max(n, 1), dtype=torch.float32)
+        if n and where.any():
+            feats = pixel.permute(0, 2, 3, 4, 1)[where]  # (M, C)
+            type_probs = self.attributes.type_probs(self.attributes.logits(self.voxel_readout(feats)))
+            out[where] = self.disease_head.disease_given_token(type_probs.unsqueeze(0), self.attributes.value_type,
+                                                               self.config.row_score_epsilon)[0]
+        return out.permute(0, 4, 1, 2, 3)
 
     def predict_details(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Everything inference reports: per-token masks, attributes, disease scores, label log-probs."""
@@ -141,8 +164,12 @@ class MaleniaNetwork(nn.Module):
                                                           self.config.row_score_epsilon)
         scores = objectness.unsqueeze(-1) * p_disease
         seg = feats.seg[0] if isinstance(feats.seg, (list, tuple)) else feats.seg
+        voxel_disease = None
+        if self.config.lesion_naming == "voxel":
+            mass = torch.einsum("bn,bnxyz->bxyz", objectness, token_probs)
+            voxel_disease = self.voxel_disease(pixel, mass >= VOXEL_NAMING_MIN_MASS)
         log_probs = self.disease_head.label_log_probs(token_probs, scores, seg, self.config.lesion_presence,
-                                                     self.config.lesion_naming)
+                                                     self.config.lesion_naming, voxel_disease)
         return {"log_probs": log_probs, "token_probs": token_probs, "objectness": objectness,
                 "attribute_probs": type_probs, "disease_given_token": p_disease, "disease_scores": scores,
                 "nnunet_logits": seg}

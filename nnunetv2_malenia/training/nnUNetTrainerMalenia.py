@@ -55,6 +55,17 @@ def unwrap(network: torch.nn.Module) -> MaleniaNetwork:
     return module._orig_mod if isinstance(module, OptimizedModule) else module
 
 
+def mark_in_head_targets(target: torch.Tensor | list[torch.Tensor], sample: int, mask: np.ndarray, label: int) -> None:
+    """Write `label` into nnU-Net's target of one sample (every deep supervision scale, in place)
+    where `mask` (X, Y, Z, full resolution) is set, downsampled as nnU-Net's own
+    DownsampleSegForDSTransform does (nearest-exact)."""
+    full = torch.from_numpy(mask)[None, None].float()
+    for scale in (target if isinstance(target, list) else [target]):
+        shape = tuple(scale.shape[2:])
+        m = full if shape == mask.shape else torch.nn.functional.interpolate(full, shape, mode="nearest-exact")
+        scale[sample, 0][m[0, 0].to(scale.device) > 0.5] = label
+
+
 class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
     """Malenia on nnU-Net: `nnUNetv2_train DATASET 3d_fullres FOLD -tr nnUNetTrainerMalenia`."""
 
@@ -200,6 +211,9 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
         for b, t in enumerate(targets):
             pasted = paste_anomalies(data[b], seg[b], lesion_labels, self.max_lesions - t.num_lesions,
                                      self.anomalies, unit, clip, self._anomaly_rng)
+            if pasted and self.anomalies.label_in_head == "lesion":
+                mark_in_head_targets(batch["target"], b, np.any([a.mask for a in pasted], 0),
+                                     min(lesion_labels))
             if pasted:
                 masks = torch.from_numpy(np.stack([a.mask for a in pasted])).to(t.masks.device)
                 attrs = np.stack([np.any([vectors.get(p, empty) for p in a.properties] + [empty], 0) for a in pasted])

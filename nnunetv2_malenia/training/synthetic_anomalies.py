@@ -17,8 +17,14 @@ ellipsoid or a perturbed one (shape). Values in between are left without a targe
 a training set every attribute comes tied to its disease; these blobs show each value on every
 organ and in every combination, so the readout can learn a type apart from the others.
 
-nnU-Net's own head keeps its target (the blob's voxels stay the organ's label), so nnU-Net's loss
-and the organ labels are untouched.
+By default nnU-Net's own head keeps its target (the blob's voxels stay the organ's label), so
+nnU-Net's loss and the organ labels are untouched. That teaches the shared backbone, through the
+head, that a bright blob in the liver is liver, against what the tokens are taught (measured: no
+unseen lesion found more, docs/benchmarks.md). `label_in_head="lesion"` instead gives the blob's
+voxels a lesion label in nnU-Net's target (the dataset's first lesion label, at every deep
+supervision scale): the head's summed lesion channels become a class-agnostic "differs from its
+organ" detector, the prior that `lesion_presence="nnunet"` reads at inference. Which lesion label
+does not matter there (the eval output ignores the head's lesion channels one by one).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ class AnomalyConfig:
     min_voxels: int = 40
     # Attribute targets for what the drawing makes unambiguous (see the module docstring).
     describe: bool = False
+    # nnU-Net's head target of a blob's voxels: "organ" (unchanged) or "lesion" (see the module docstring).
+    label_in_head: str = "organ"
     # (type key, phrase) per drawn property; a phrase missing from the vocabulary is skipped.
     phrases: tuple[tuple[str, str, str], ...] = (
         ("darker", "density", "hypodense lesion"), ("brighter", "density", "hyperdense lesion"),
@@ -51,6 +59,11 @@ class AnomalyConfig:
         ("sharp", "surface_characteristics", "well-defined margin"),
         ("blurred", "surface_characteristics", "ill-defined margin"),
         ("ellipsoid", "shape", "round-like"), ("perturbed", "shape", "irregular"))
+
+
+    def __post_init__(self) -> None:
+        if self.label_in_head not in ("organ", "lesion"):
+            raise ValueError(f"label_in_head must be 'organ' or 'lesion', got {self.label_in_head!r}")
 
 
 @dataclass

@@ -1,0 +1,54 @@
+"""Attribute readout per voxel: mask-attribute alignment at the resolution of the masks.
+
+Why: on the CPU tier a token's attribute readout does not even tell a liver cyst from a liver
+tumour (83 % of cyst voxels named tumour), while nnUNetTrainer's per-voxel head separates them (85 %
+right): the tokens collapse onto a few slots (LEARNABILITY.md 5) and their pooled embedding
+carries little more than the organ. The per-voxel features the masks are made of do carry the
+appearance. This head maps each voxel's feature into the text space and is trained, like the
+tokens, with the multi-positive alignment loss against the lesion's attribute values, on a sample
+of each lesion's voxels. At inference, a voxel's readout is scored against the knowledge table
+exactly as a token's is (DiseaseHead.disease_given_token), so an unseen row is matched the same
+way; the tokens still decide where the lesions are.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+# voxels drawn per lesion for the alignment loss: every lesion weighs the same, whatever its size
+VOXELS_PER_LESION = 64
+
+
+class VoxelReadout(nn.Module):
+    """pixel feature (..., C) -> attribute embedding (..., text_dim): a two-layer MLP."""
+
+    def __init__(self, pixel_channels: int, hidden_dim: int, text_dim: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(pixel_channels, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, text_dim))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features)
+
+    def training_pairs(self, pixel: torch.Tensor, targets: Sequence,
+                       per_lesion: int = VOXELS_PER_LESION) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings (M, D), positives bool (M, V)) for up to `per_lesion` random voxels of every
+        target lesion that has attribute values. pixel (B, C, X, Y, Z); targets: LesionTargets."""
+        feats, positives = [], []
+        for b, target in enumerate(targets):
+            for mask, values in zip(target.masks, target.attribute_targets):
+                if not values.any():
+                    continue
+                where = mask.to(pixel.device).nonzero()  # (K, 3)
+                if where.shape[0] == 0:
+                    continue
+                if where.shape[0] > per_lesion:
+                    where = where[torch.randperm(where.shape[0], device=where.device)[:per_lesion]]
+                feats.append(pixel[b, :, where[:, 0], where[:, 1], where[:, 2]].t())
+                positives.append(values.to(pixel.device).bool().unsqueeze(0).expand(where.shape[0], -1))
+        if not feats:  # keep the head in the graph (DDP) with an empty batch
+            num_values = targets[0].attribute_targets.shape[1] if len(targets) else 0
+            return self(pixel.new_zeros(0, pixel.shape[1])), torch.zeros(0, num_values, dtype=torch.bool,
+                                                                             device=pixel.device)
+        return self(torch.cat(feats)), torch.cat(positives)

@@ -1,0 +1,94 @@
+"""The per-voxel attribute readout (MaleniaConfig.voxel_readout) and the "voxel" naming rule."""
+import pytest
+import torch
+
+from nnunetv2_malenia.loss import LesionTargets, MaleniaCriterion
+from nnunetv2_malenia.network import MaleniaConfig, build_malenia_network
+from nnunetv2_malenia.network.disease_head import DiseaseHead
+from nnunetv2_malenia.network.toy import random_vocabulary, unet_plans
+from nnunetv2_malenia.network.voxel_readout import VOXELS_PER_LESION
+
+VOCAB = (2, 3, 3)
+V = sum(VOCAB)
+SHAPE = (16, 16, 16)
+
+
+def make_net(**overrides):
+    torch.manual_seed(0)
+    cfg = MaleniaConfig(hidden_dim=16, num_tokens=5, num_heads=2, ffn_dim=16, fusion_layers=1, text_dim=8,
+                        num_attribute_types=3, voxel_readout=True, **overrides)
+    p = unet_plans([4, 8, 8, 8], convs_per_stage=1)
+    net = build_malenia_network(p["network_class_name"], p["arch_kwargs"], p["_kw_requires_import"], 1, 2, cfg, V)
+    net.set_vocabulary(*random_vocabulary(VOCAB, cfg.text_dim))
+    return net
+
+
+def lesion_targets(n, sizes=((4, 5, 5), (2, 2, 2))):
+    m = torch.zeros(n, *SHAPE, dtype=torch.bool)
+    a = torch.zeros(n, V, dtype=torch.bool)
+    for i in range(n):
+        sx, sy, sz = sizes[i % len(sizes)]
+        m[i, 1 + 7 * i:1 + 7 * i + sx, 3:3 + sy, 4:4 + sz] = True
+        a[i, [i % 2, 2 + i, 5 + i]] = True
+    return LesionTargets(m, a)
+
+
+def test_the_readout_is_trained_on_a_sample_of_each_lesions_voxels_with_that_lesions_values():
+    net = make_net().train()
+    targets = [lesion_targets(2), lesion_targets(0)]
+    criterion = MaleniaCriterion()
+    out = net(torch.randn(2, 1, *SHAPE), targets=targets, matcher=criterion.matcher)
+    z, positives = out["voxel_attributes"]
+    # lesion 0 has 100 voxels (capped), lesion 1 has 8 (all of them)
+    assert z.shape == (VOXELS_PER_LESION + 8, 8)
+    assert torch.equal(positives[:VOXELS_PER_LESION], targets[0].attribute_targets[0].expand(VOXELS_PER_LESION, -1))
+    assert torch.equal(positives[VOXELS_PER_LESION:], targets[0].attribute_targets[1].expand(8, -1))
+    losses = criterion(out, targets)
+    assert losses["voxel_attributes"] > 0
+    grads = torch.autograd.grad(losses["loss"], list(net.voxel_readout.parameters()))
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+
+
+def test_a_batch_without_lesions_keeps_the_readout_in_the_graph():
+    net = make_net().train()
+    criterion = MaleniaCriterion()
+    targets = [lesion_targets(0), lesion_targets(0)]
+    out = net(torch.randn(2, 1, *SHAPE), targets=targets, matcher=criterion.matcher)
+    losses = criterion(out, targets)
+    assert losses["voxel_attributes"] == 0
+    losses["loss"].backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.voxel_readout.parameters())
+
+
+def test_voxel_naming_gives_each_voxel_the_disease_its_own_readout_matches():
+    # labels: 0 background, 1 organ; diseases A -> 2, B -> 3; two voxels under one strong token that says A
+    head = DiseaseHead(num_values=5, num_head_classes=2)
+    head.set_knowledge_table(torch.rand(2, 5), [2, 3])
+    head_logits = torch.zeros(1, 2, 2, 1, 1)
+    token_probs = torch.full((1, 1, 2, 1, 1), 0.9)
+    scores = torch.tensor([[[0.95, 0.05]]])
+    voxel_disease = torch.tensor([[0.8, 0.1], [0.2, 0.9]]).view(1, 2, 2, 1, 1)  # voxel 0 reads A, voxel 1 B
+    by_sum = head.label_log_probs(token_probs, scores, head_logits, "tokens", "sum")
+    by_voxel = head.label_log_probs(token_probs, scores, head_logits, "tokens", "voxel", voxel_disease)
+    assert by_sum.argmax(1).flatten().tolist() == [2, 2]
+    assert by_voxel.argmax(1).flatten().tolist() == [2, 3]
+    torch.testing.assert_close(by_voxel.exp()[:, 2:].sum(1), by_sum.exp()[:, 2:].sum(1))  # same lesion mass
+    with pytest.raises(ValueError, match="lesion_naming 'voxel' needs the per-voxel disease probabilities"):
+        head.label_log_probs(token_probs, scores, head_logits, "tokens", "voxel")
+
+
+def test_voxel_naming_needs_a_model_with_the_readout():
+    with pytest.raises(ValueError, match="lesion_naming 'voxel' needs voxel_readout=True"):
+        MaleniaConfig(lesion_naming="voxel")
+
+
+def test_eval_output_with_voxel_naming_is_a_distribution_over_the_tables_labels():
+    net = make_net(lesion_naming="voxel").eval()
+    net.set_knowledge_table(torch.rand(3, V), [2, 3, 4])
+    with torch.no_grad():
+        details = net.predict_details(torch.randn(1, 1, *SHAPE))
+        voxel = net.voxel_disease(net.backbone(torch.randn(1, 1, *SHAPE)).pixel_features,
+                                  torch.zeros(1, *SHAPE, dtype=torch.bool))
+    assert details["log_probs"].shape == (1, 5, *SHAPE)
+    torch.testing.assert_close(details["log_probs"].exp().sum(1), torch.ones(1, *SHAPE), atol=1e-4, rtol=0)
+    torch.testing.assert_close(voxel, torch.full((1, 3, *SHAPE), 1 / 3))  # nowhere asked: uniform
