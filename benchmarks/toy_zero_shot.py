@@ -113,6 +113,7 @@ def evaluate(net, gen: torch.Generator, patches: int = 4) -> dict[str, float]:
     net.eval()
     dice: dict[str, list[float]] = {d: [] for d in DISEASES}
     correct = torch.zeros(len(VOCAB))
+    voxel_correct = torch.zeros(len(VOCAB))
     total = 0
     for i in range(patches):
         x, masks, attrs, names = make_patch([UNSEEN[0], SEEN[i % len(SEEN)]], gen)
@@ -124,11 +125,17 @@ def evaluate(net, gen: torch.Generator, patches: int = 4) -> dict[str, float]:
             q = ((d["token_probs"][0] * mask).sum((1, 2, 3)) / (d["token_probs"][0].sum((1, 2, 3)) + mask.sum())).argmax()
             readout = d["attribute_probs"][0, q].argmax(-1)
             correct += torch.tensor([float(a[v]) for v in readout.tolist()])
+            if net.voxel_readout is not None:  # the voxels' own readout, averaged over the lesion
+                feats = net.backbone(x).pixel_features[0].permute(1, 2, 3, 0)[mask]
+                probs = net.attributes.type_probs(net.attributes.logits(net.voxel_readout(feats))).mean(0)
+                voxel_correct += torch.tensor([float(a[v]) for v in probs.argmax(-1).tolist()])
             total += 1
     net.train()
     install_table(net, SEEN)
     result = {f"dice {d}": sum(v) / len(v) for d, v in dice.items() if v}
     result.update({f"readout type {t}": float(correct[t] / total) for t in range(len(VOCAB))})
+    if net.voxel_readout is not None:
+        result.update({f"voxel readout type {t}": float(voxel_correct[t] / total) for t in range(len(VOCAB))})
     return result
 
 
@@ -145,7 +152,10 @@ def main() -> int:
         key, _, value = item.partition("=")
         config[key] = {"true": True, "false": False}.get(value.lower(), value)
         if isinstance(config[key], str):
-            config[key] = float(value) if "." in value else int(value)
+            try:
+                config[key] = float(value) if "." in value else int(value)
+            except ValueError:
+                pass  # a word: e.g. lesion_naming=voxel
     net = build(args.seed, **config)
     gen = torch.Generator().manual_seed(args.seed)
     start = time.time()
