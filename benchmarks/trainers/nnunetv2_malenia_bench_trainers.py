@@ -14,6 +14,8 @@ All share one schedule, read from the environment at construction so that stock
   so the vocabulary and knowledge-table buffers are installed exactly as in the real trainer.
 - nnUNetTrainer_cpu_nnunetrecipe: nnU-Net's recipe on the CPU tier's schedule (not read from the
   environment: CpuRecipe.cpu_schedule), beside nnUNetTrainer_cpu in docs/benchmarks.md.
+- nnUNetTrainer_cpu_partial: nnUNetTrainer_cpu with the partial-label (marginal) loss of
+  nnunetv2_malenia.training.partial_labels, for benchmarks/bench_partial_labels.py (issue 15).
 """
 
 from __future__ import annotations
@@ -143,3 +145,15 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead(nnUNetTrain
 
     anomalies = AnomalyConfig(describe=True, label_in_head="lesion")
     malenia_config = {**CPU_HEAD, "voxel_readout": True, "lesion_naming": "voxel", "lesion_presence": "nnunet"}
+
+
+# ----- issue 15: one model on several partially labelled datasets (benchmarks/bench_partial_labels.py) --
+from nnunetv2_malenia.training.cpu_recipe import CpuRecipe  # noqa: E402
+from nnunetv2_malenia.training.partial_labels import PartialLabels  # noqa: E402
+
+
+class nnUNetTrainer_cpu_partial(CpuRecipe, PartialLabels, nnUNetTrainer):
+    """nnUNetTrainer_cpu (the CPU recipe and schedule) with the partial-label loss: on a dataset from
+    `malenia merge-datasets` (annotated_labels.json beside dataset.json) the classes a case's source
+    does not annotate are merged into background in that case's Dice+CE; without the file it is
+    nnUNetTrainer_cpu unchanged."""
