@@ -113,6 +113,14 @@ def lesion_rows(network, data, seg, truth: dict, disease_of_label: dict[int, str
             "named_by_token": names[int(details["disease_given_token"][0, token].argmax())] == disease,
             "attribute_correct": {t.key: bool(true[int(predicted[i])]) for i, t in enumerate(vocabulary.types)},
         })
+        if network.voxel_readout is not None:  # the voxels' own readout, averaged over the lesion (mask given)
+            feats = network.backbone(x).pixel_features[0][crop].flatten(1)[:, inside].t()
+            voxel_attr = network.attributes.type_probs(network.attributes.logits(network.voxel_readout(feats))).mean(0)
+            voxel_disease = network.voxel_disease(network.backbone(x).pixel_features, torch.ones(
+                1, *x.shape[2:], dtype=torch.bool))[0][crop].flatten(1)[:, inside]  # (D, lesion voxels)
+            rows[-1]["named_by_voxels"] = names[int(voxel_disease.sum(1).argmax())] == disease
+            rows[-1]["voxel_attribute_correct"] = {t.key: bool(true[int(voxel_attr[i].argmax())])
+                                                   for i, t in enumerate(vocabulary.types)}
     return rows
 
 
@@ -142,11 +150,17 @@ def summarise(rows: list[dict], unseen: set[str], type_keys) -> tuple[dict, str]
         out = {k: float(np.mean([r[k] for r in members])) for k in FINDING + NAMING}
         out["found (token Dice >= 0.5)"] = float(np.mean([r["token_dice"] >= 0.5 for r in members]))
         out.update({f"attr {k}": float(np.mean([r["attribute_correct"][k] for r in members])) for k in type_keys})
+        if all("named_by_voxels" in r for r in members):  # models with the per-voxel readout
+            out["named_by_voxels"] = float(np.mean([r["named_by_voxels"] for r in members]))
+            out.update({f"voxel attr {k}": float(np.mean([r["voxel_attribute_correct"][k] for r in members]))
+                        for k in type_keys})
         out["lesions"] = len(members)
         return out
 
     table = {name: means(groups[name]) for name in order if groups[name]}
     columns = ["lesions", "found (token Dice >= 0.5)", *FINDING, *NAMING, *[f"attr {k}" for k in type_keys]]
+    if all("named_by_voxels" in values for values in table.values()):
+        columns += ["named_by_voxels", *[f"voxel attr {k}" for k in type_keys]]
     lines = ["| disease | split | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for name, values in table.items():

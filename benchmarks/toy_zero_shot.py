@@ -35,6 +35,9 @@ DISEASES = {"bright plain": (PLAIN, BRIGHT), "dark walled": (WALLED, DARK), "bri
             "dark plain": (PLAIN, DARK)}
 SEEN = ("bright plain", "dark walled", "bright walled")
 UNSEEN = ("dark plain",)
+# what the second attribute's second value draws: "wall" (a bright one-voxel rim) or "checker" (a
+# texture of alternating voxels over the whole lesion, visible at every one of its voxels)
+SECOND = "wall"
 LABEL = {name: i + 1 for i, name in enumerate(DISEASES)}   # output labels 1..4; the head knows 0..3
 
 
@@ -57,7 +60,10 @@ def make_patch(diseases: list[str], gen: torch.Generator) -> tuple[torch.Tensor,
             if not any((m & mask).any() for m in masks):
                 break
         x[0, 0][mask] += 1.5 if density == BRIGHT else -1.5
-        if wall == WALLED:
+        if wall == WALLED and SECOND == "checker":  # a voxel-scale pattern: +-1 on alternate voxels
+            g = torch.stack(torch.meshgrid(*[torch.arange(SIZE)] * 3, indexing="ij")).sum(0)
+            x[0, 0][mask] += torch.where(g % 2 == 0, 1.0, -1.0)[mask]
+        elif wall == WALLED:
             rim = mask & ~_sphere(center, radius - 1.2)
             x[0, 0][rim] = 3.5
         a = torch.zeros(V, dtype=torch.bool)
@@ -144,6 +150,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--every", type=int, default=50)
+    parser.add_argument("--second", choices=("wall", "checker"), default="wall",
+                        help="how the second attribute's second value is drawn (default: %(default)s)")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="a MaleniaConfig field (repeatable), e.g. mask_pooled_readout=true")
     args = parser.parse_args()
@@ -156,6 +164,8 @@ def main() -> int:
                 config[key] = float(value) if "." in value else int(value)
             except ValueError:
                 pass  # a word: e.g. lesion_naming=voxel
+    global SECOND
+    SECOND = args.second
     net = build(args.seed, **config)
     gen = torch.Generator().manual_seed(args.seed)
     start = time.time()

@@ -86,7 +86,7 @@ def test_the_trainer_appends_anomalies_to_the_patch_targets_with_the_described_v
         _anomaly_vectors = nnUNetTrainerMalenia._anomaly_vectors
 
         def _anomaly_intensity(self):
-            return 0.01, (-10.0, 10.0)
+            return 0.01, (-10.0, 10.0), None
 
     trainer = Trainer()
     trainer.vocabulary = vocabulary = load_vocabulary()
@@ -122,3 +122,21 @@ def test_label_in_head_marks_the_blobs_as_a_lesion_in_every_deep_supervision_tar
     assert int((half[1, 0] == 7).sum()) == 8 and (half[0] == 0).all()   # the 2x2x2 block of a 4^3 map
     with pytest.raises(ValueError, match="label_in_head must be 'organ' or 'lesion', got 'both'"):
         AnomalyConfig(label_in_head="both")
+
+
+def test_tissue_blobs_take_an_absolute_ct_number_whatever_their_organ():
+    # units: 1 HU = 0.01, 0 HU = 0.5; the organ is aerated lung (-850 HU), the other organ water (0 HU)
+    tissue = AnomalyConfig(probability=1.0, max_per_patch=2, margin_blur_voxels=(0.0, 0.0),
+                           heterogeneity=(0.0, 0.0), tissue_probability=1.0, tissue_hu=(40.0, 60.0))
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        image, seg = _phantom()
+        image[0][seg == ORGAN] = 0.5 - 8.5
+        image[0][seg == OTHER] = 0.5
+        for blob in paste_anomalies(image, seg, {LESION}, 4, tissue, 0.01, (-100.0, 100.0), rng, zero_hu=0.5):
+            hu = (image[0][blob.mask] - 0.5) / 0.01
+            assert np.allclose(hu, hu.mean(), atol=1e-2) and 40.0 <= hu.mean() <= 60.0   # soft tissue, in the lung too
+            assert blob.properties[0] == "brighter"
+    image, seg = _phantom()  # no absolute scale (zero_hu None): offsets as before
+    blobs = paste_anomalies(image, seg, {LESION}, 4, tissue, 0.01, (-10.0, 10.0), rng)
+    assert all(0.4 * 0.99 <= abs(image[0][b.mask].mean()) <= 1.6 * 1.01 for b in blobs)

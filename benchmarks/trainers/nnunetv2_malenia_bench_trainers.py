@@ -157,3 +157,10 @@ class nnUNetTrainer_cpu_partial(CpuRecipe, PartialLabels, nnUNetTrainer):
     `malenia merge-datasets` (annotated_labels.json beside dataset.json) the classes a case's source
     does not annotate are merged into background in that case's Dice+CE; without the file it is
     nnUNetTrainer_cpu unchanged."""
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_tissue(
+        nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead):
+    """... half of the blobs made of another tissue (an absolute CT number: soft-tissue nodules in the lung)."""
+
+    anomalies = AnomalyConfig(describe=True, label_in_head="lesion", tissue_probability=0.5)

@@ -174,16 +174,18 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
                  for b, key in enumerate(batch["keys"])]
         return [t for t, _ in built], [labels for _, labels in built]
 
-    def _anomaly_intensity(self) -> tuple[float, tuple[float, float]]:
-        """(one contrast unit, value range) in the network's input units, from the plans: HU for
-        CT normalisation (the foreground std and the clip percentiles), else 1/400 of a unit."""
+    def _anomaly_intensity(self) -> tuple[float, tuple[float, float], float | None]:
+        """(one contrast unit, value range, 0 HU) in the network's input units, from the plans: HU
+        for CT normalisation (the foreground mean and std, the clip percentiles), else 1/400 of a
+        unit and no absolute scale (None: no tissue blobs)."""
         scheme = self.configuration_manager.normalization_schemes[0]
         props = self.plans_manager.foreground_intensity_properties_per_channel.get("0")
         if scheme == "CTNormalization" and props:
             std = max(float(props["std"]), 1e-8)
             mean = float(props["mean"])
-            return 1.0 / std, ((float(props["percentile_00_5"]) - mean) / std, (float(props["percentile_99_5"]) - mean) / std)
-        return 1.0 / 400.0, (-np.inf, np.inf)
+            return 1.0 / std, ((float(props["percentile_00_5"]) - mean) / std,
+                               (float(props["percentile_99_5"]) - mean) / std), -mean / std
+        return 1.0 / 400.0, (-np.inf, np.inf), None
 
     def _anomaly_vectors(self) -> dict[str, np.ndarray]:
         """Per drawn property, its multi-hot vocabulary vector (empty if describe is off)."""
@@ -203,14 +205,14 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
         target = batch["target"][0] if isinstance(batch["target"], list) else batch["target"]
         seg = target[:, 0].numpy() if isinstance(target, torch.Tensor) else np.asarray(target)[:, 0]
         data = batch["data"].numpy() if isinstance(batch["data"], torch.Tensor) else batch["data"]
-        unit, clip = self._anomaly_intensity()
+        unit, clip, zero_hu = self._anomaly_intensity()
         vectors = self._anomaly_vectors()
         empty = np.zeros(len(self.vocabulary.phrases), dtype=bool)
         lesion_labels = set(self.knowledge.lesion_labels)
         out = []
         for b, t in enumerate(targets):
             pasted = paste_anomalies(data[b], seg[b], lesion_labels, self.max_lesions - t.num_lesions,
-                                     self.anomalies, unit, clip, self._anomaly_rng)
+                                     self.anomalies, unit, clip, self._anomaly_rng, zero_hu)
             if pasted and self.anomalies.label_in_head == "lesion":
                 mark_in_head_targets(batch["target"], b, np.any([a.mask for a in pasted], 0),
                                      min(lesion_labels))

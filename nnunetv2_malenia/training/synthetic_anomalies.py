@@ -44,6 +44,12 @@ class AnomalyConfig:
     max_per_patch: int = 2
     radius_voxels: tuple[float, float] = (3.0, 6.5)
     contrast: tuple[float, float] = (40.0, 160.0)   # |mean offset from the organ|, either sign
+    # Share of blobs made of another tissue instead: an absolute CT number drawn from `tissue_hu`
+    # (fat to enhancing soft tissue), whatever the organ. An offset of 40-160 HU never turns aerated
+    # lung (-850 HU) into a soft-tissue nodule; a tissue blob does, and in solid organs it is darker
+    # or brighter by as much as real lesions of another tissue are. Needs `zero_hu` in paste_anomalies.
+    tissue_probability: float = 0.0
+    tissue_hu: tuple[float, float] = (-100.0, 200.0)
     heterogeneity: tuple[float, float] = (0.0, 0.6)  # texture std as a fraction of the offset
     margin_blur_voxels: tuple[float, float] = (0.0, 1.5)
     irregularity: tuple[float, float] = (0.0, 0.35)  # boundary perturbation as a fraction of the radius
@@ -120,10 +126,11 @@ def _blob(host: np.ndarray, cfg: AnomalyConfig, irregularity: float, rng: np.ran
 
 def paste_anomalies(image: np.ndarray, segmentation: np.ndarray, lesion_labels: set[int], room: int,
                     cfg: AnomalyConfig, intensity_unit: float, clip: tuple[float, float],
-                    rng: np.random.Generator) -> list[Anomaly]:
+                    rng: np.random.Generator, zero_hu: float | None = None) -> list[Anomaly]:
     """Paste blobs into `image` (C, X, Y, Z, modified in place) inside the organs of `segmentation`
     (X, Y, Z); returns them. `room`: how many more lesion targets the patch may hold;
-    `intensity_unit`: one contrast unit in the image's (normalised) units; `clip`: the value range."""
+    `intensity_unit`: one contrast unit in the image's (normalised) units; `clip`: the value range;
+    `zero_hu`: 0 HU in the image's units (tissue blobs, `cfg.tissue_probability`; None: none)."""
     if room <= 0 or rng.random() >= cfg.probability:
         return []
     lesion = np.isin(segmentation, list(lesion_labels))
@@ -139,6 +146,9 @@ def paste_anomalies(image: np.ndarray, segmentation: np.ndarray, lesion_labels: 
         if mask is None:
             continue
         offset = rng.choice([-1.0, 1.0]) * rng.uniform(*cfg.contrast)
+        if zero_hu is not None and rng.random() < cfg.tissue_probability:  # another tissue: an absolute CT number
+            organ_hu = (float(image[0][host].mean()) - zero_hu) / intensity_unit
+            offset = rng.uniform(*cfg.tissue_hu) - organ_hu
         heterogeneity, blur = rng.uniform(*cfg.heterogeneity), rng.uniform(*cfg.margin_blur_voxels)
         texture = heterogeneity * abs(offset) * _smooth_noise(mask.shape, 1.0, rng)
         alpha = ndimage.gaussian_filter(mask.astype(np.float32), blur)
