@@ -92,3 +92,28 @@ def test_eval_output_with_voxel_naming_is_a_distribution_over_the_tables_labels(
     assert details["log_probs"].shape == (1, 5, *SHAPE)
     torch.testing.assert_close(details["log_probs"].exp().sum(1), torch.ones(1, *SHAPE), atol=1e-4, rtol=0)
     torch.testing.assert_close(voxel, torch.full((1, 3, *SHAPE), 1 / 3))  # nowhere asked: uniform
+
+
+def test_the_local_readout_sees_only_a_15_voxel_neighbourhood_of_the_image():
+    net = make_net(voxel_readout_local=True).eval()
+    x = torch.randn(1, 1, 24, 24, 24)
+    far = x.clone()
+    far[..., 16:] += 5.0   # changes only voxels 8 or more away (along z) from z = 8
+    with torch.no_grad():
+        pixel = net.backbone(x).pixel_features
+        near_read = net.voxel_readout.features(x, pixel)
+        far_read = net.voxel_readout.features(far, pixel)
+    torch.testing.assert_close(near_read[..., :9], far_read[..., :9])      # z <= 8: nothing within 7 voxels changed
+    assert not torch.allclose(near_read[..., 9:], far_read[..., 9:])       # z = 9 sees z = 16
+    with pytest.raises(ValueError, match="voxel_readout_local needs voxel_readout=True"):
+        MaleniaConfig(voxel_readout_local=True)
+
+
+def test_the_local_readout_is_trained_through_its_own_cnn():
+    net = make_net(voxel_readout_local=True).train()
+    targets = [lesion_targets(2)]
+    criterion = MaleniaCriterion()
+    out = net(torch.randn(1, 1, *SHAPE), targets=targets, matcher=criterion.matcher)
+    losses = criterion(out, targets)
+    grads = torch.autograd.grad(losses["loss"], list(net.voxel_readout.local.parameters()))
+    assert losses["voxel_attributes"] > 0 and all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)

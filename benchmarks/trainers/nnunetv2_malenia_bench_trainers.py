@@ -164,3 +164,9 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_tissue(
     """... half of the blobs made of another tissue (an absolute CT number: soft-tissue nodules in the lung)."""
 
     anomalies = AnomalyConfig(describe=True, label_in_head="lesion", tissue_probability=0.5)
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxellocal(nnUNetTrainerMalenia_cpu_lw01_anomalies_described):
+    """... the per-voxel readout on a local CNN of the image (15 voxels), not on the backbone's features."""
+
+    malenia_config = {**CPU_HEAD, "voxel_readout": True, "voxel_readout_local": True, "lesion_naming": "voxel"}

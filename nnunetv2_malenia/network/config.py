@@ -39,6 +39,9 @@ class MaleniaConfig:
     # with the alignment loss on the voxels of each lesion (network/voxel_readout.py). Needed by
     # lesion_naming "voxel".
     voxel_readout: bool = False
+    # The per-voxel readout reads a small dilated CNN on the image (receptive field 15 voxels) instead
+    # of the backbone's features, which know the organ (network/voxel_readout.py).
+    voxel_readout_local: bool = False
     # Table scoring: each type's readout mixed with this share of a uniform one (disease_head.py).
     row_score_epsilon: float = 0.0
     # Inference-time attribute injection: argmax value per type (False) or similarity-weighted (True).
@@ -68,6 +71,8 @@ class MaleniaConfig:
             raise ValueError(f"row_score_epsilon must be in [0, 1), got {self.row_score_epsilon}")
         if self.lesion_naming not in LESION_NAMING_RULES:
             raise ValueError(f"lesion_naming must be one of {', '.join(LESION_NAMING_RULES)}, got {self.lesion_naming!r}")
+        if self.voxel_readout_local and not self.voxel_readout:
+            raise ValueError("voxel_readout_local needs voxel_readout=True")
         if self.lesion_naming == "voxel" and not self.voxel_readout:
             raise ValueError("lesion_naming 'voxel' needs voxel_readout=True (a model trained with the per-voxel readout)")
         if self.lesion_presence not in LESION_PRESENCE_RULES:

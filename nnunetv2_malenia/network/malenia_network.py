@@ -41,7 +41,7 @@ class MaleniaNetwork(nn.Module):
     resized to the checkpoint's shapes on load); nothing learnable depends on their sizes.
     """
 
-    def __init__(self, backbone: nn.Module, config: MaleniaConfig, num_values: int):
+    def __init__(self, backbone: nn.Module, config: MaleniaConfig, num_values: int, input_channels: int = 1):
         super().__init__()
         self.config = config
         self.backbone = NnUNetBackboneAdapter(backbone)
@@ -56,7 +56,8 @@ class MaleniaNetwork(nn.Module):
                                         config.temperature_init, config.center_text_bank)
         self.cmki = CrossModalKnowledgeInjection(config, pixel_channels)
         self.disease_head = DiseaseHead(num_values, int(backbone.decoder.num_classes), config.lesion_labels)
-        self.voxel_readout = VoxelReadout(pixel_channels, config.hidden_dim, config.text_dim) \
+        self.voxel_readout = VoxelReadout(pixel_channels, config.hidden_dim, config.text_dim,
+                                          input_channels if config.voxel_readout_local else None) \
             if config.voxel_readout else None
         self._kept: list[dict] | None = None  # see keep_next_details
 
@@ -123,7 +124,7 @@ class MaleniaNetwork(nn.Module):
         cmki = self.cmki(dec.tokens, self._injected_attributes(attr_logits, targets, indices))
         voxel_pairs = None
         if self.voxel_readout is not None and targets is not None:
-            voxel_pairs = self.voxel_readout.training_pairs(pixel, targets)
+            voxel_pairs = self.voxel_readout.training_pairs(self.voxel_readout.features(x, pixel), targets)
         return {
             "voxel_attributes": voxel_pairs,
             "seg": feats.seg,
@@ -138,8 +139,9 @@ class MaleniaNetwork(nn.Module):
         }
 
     def voxel_disease(self, pixel: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        """p(disease | voxel) (B, num_diseases, X, Y, Z) from the per-voxel readout, computed only
-        where `where` (B, X, Y, Z) is True (elsewhere uniform: no lesion mass to share there)."""
+        """p(disease | voxel) (B, num_diseases, X, Y, Z) from the per-voxel readout of `pixel`
+        (`voxel_readout.features(x, pixel_features)`), computed only where `where` (B, X, Y, Z) is
+        True (elsewhere uniform: no lesion mass to share there)."""
         b, _, *spatial = pixel.shape
         n = self.disease_head.num_diseases
         out = pixel.new_full((b, *spatial, n), 1.0 / max(n, 1), dtype=torch.float32)
@@ -167,7 +169,7 @@ class MaleniaNetwork(nn.Module):
         voxel_disease = None
         if self.config.lesion_naming == "voxel":
             mass = torch.einsum("bn,bnxyz->bxyz", objectness, token_probs)
-            voxel_disease = self.voxel_disease(pixel, mass >= VOXEL_NAMING_MIN_MASS)
+            voxel_disease = self.voxel_disease(self.voxel_readout.features(x, pixel), mass >= VOXEL_NAMING_MIN_MASS)
         log_probs = self.disease_head.label_log_probs(token_probs, scores, seg, self.config.lesion_presence,
                                                      self.config.lesion_naming, voxel_disease)
         return {"log_probs": log_probs, "token_probs": token_probs, "objectness": objectness,
@@ -183,4 +185,4 @@ def build_malenia_network(arch_class_name: str, arch_kwargs: dict, arch_kwargs_r
 
     backbone = build_nnunet_backbone(arch_class_name, arch_kwargs, arch_kwargs_req_import, input_channels,
                                      num_classes, deep_supervision)
-    return MaleniaNetwork(backbone, config, num_values)
+    return MaleniaNetwork(backbone, config, num_values, input_channels)

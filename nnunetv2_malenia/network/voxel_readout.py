@@ -19,14 +19,40 @@ from torch import nn
 
 # voxels drawn per lesion for the alignment loss: every lesion weighs the same, whatever its size
 VOXELS_PER_LESION = 64
+LOCAL_CHANNELS = 32
+LOCAL_DILATIONS = (1, 2, 4)  # 3^3 kernels: a receptive field of 15 voxels
+
+
+def local_appearance(in_channels: int) -> nn.Sequential:
+    """A small dilated CNN on the image: per-voxel features that see the lesion and a rim around it,
+    but not the whole organ. Measured on the CPU tier (docs/benchmarks.md), a readout on the
+    backbone's features reads what lesions of that organ looked like in training (a hyperdense
+    liver lesion as a homogeneous round cyst with a thin wall, a heterogeneous splenic metastasis
+    as a homogeneous lymphoma): the organ is a shortcut to every attribute. Fed only a 15-voxel
+    neighbourhood, the readout has to read the appearance."""
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for dilation in LOCAL_DILATIONS:
+        # no normalisation layer: instance norm would hand every voxel the whole patch's statistics
+        layers += [nn.Conv3d(channels, LOCAL_CHANNELS, 3, padding=dilation, dilation=dilation),
+                   nn.LeakyReLU(inplace=True)]
+        channels = LOCAL_CHANNELS
+    return nn.Sequential(*layers)
 
 
 class VoxelReadout(nn.Module):
-    """pixel feature (..., C) -> attribute embedding (..., text_dim): a two-layer MLP."""
+    """per-voxel feature (..., C) -> attribute embedding (..., text_dim): a two-layer MLP, reading
+    the backbone's per-voxel features or, with `local_in_channels`, a local CNN on the image."""
 
-    def __init__(self, pixel_channels: int, hidden_dim: int, text_dim: int):
+    def __init__(self, pixel_channels: int, hidden_dim: int, text_dim: int, local_in_channels: int | None = None):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(pixel_channels, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, text_dim))
+        self.local = local_appearance(local_in_channels) if local_in_channels else None
+        width = LOCAL_CHANNELS if self.local is not None else pixel_channels
+        self.mlp = nn.Sequential(nn.Linear(width, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, text_dim))
+
+    def features(self, image: torch.Tensor, pixel: torch.Tensor) -> torch.Tensor:
+        """(B, C', X, Y, Z): what the readout reads at each voxel."""
+        return self.local(image) if self.local is not None else pixel
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.mlp(features)
@@ -34,7 +60,7 @@ class VoxelReadout(nn.Module):
     def training_pairs(self, pixel: torch.Tensor, targets: Sequence,
                        per_lesion: int = VOXELS_PER_LESION) -> tuple[torch.Tensor, torch.Tensor]:
         """(embeddings (M, D), positives bool (M, V)) for up to `per_lesion` random voxels of every
-        target lesion that has attribute values. pixel (B, C, X, Y, Z); targets: LesionTargets."""
+        target lesion that has attribute values. pixel (B, C, X, Y, Z): `features(...)`; targets: LesionTargets."""
         feats, positives = [], []
         for b, target in enumerate(targets):
             for mask, values in zip(target.masks, target.attribute_targets):
