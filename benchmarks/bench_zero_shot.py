@@ -57,7 +57,7 @@ TIERS = {
                                    "nnUNetTrainerMalenia_cpu_lw01_anomalies_inhead",
                                    "nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead",
                                    "nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_tissue",
-                                   "nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxellocal"]}},
+                                   "nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local"]}},
     "full": {"configuration": "3d_fullres", "min_lesion_ml": 0.0,
              "trainers": {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench",
                                "nnUNetTrainerMalenia_nameonly_bench", "nnUNetTrainerMalenia_benchSGD"],

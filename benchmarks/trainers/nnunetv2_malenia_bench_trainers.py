@@ -166,7 +166,9 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_tissue(
     anomalies = AnomalyConfig(describe=True, label_in_head="lesion", tissue_probability=0.5)
 
 
-class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxellocal(nnUNetTrainerMalenia_cpu_lw01_anomalies_described):
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local(
+        nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead):
     """... the per-voxel readout on a local CNN of the image (15 voxels), not on the backbone's features."""
 
-    malenia_config = {**CPU_HEAD, "voxel_readout": True, "voxel_readout_local": True, "lesion_naming": "voxel"}
+    malenia_config = {**nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead.malenia_config,
+                      "voxel_readout_local": True}
