@@ -41,3 +41,17 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def read_json_file(path: str | Path, missing: str, unreadable_fix: str = "") -> Any:
+    """The JSON content of `path`, or a MaleniaError naming the file: "PATH: MISSING" when it does
+    not exist, "PATH: not a readable JSON file (why)[; UNREADABLE_FIX]" when it cannot be parsed."""
+    from nnunetv2_malenia.errors import MaleniaError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MaleniaError(f"{path}: {missing}") from None
+    except (OSError, ValueError) as e:
+        raise MaleniaError(f"{path}: not a readable JSON file ({e})" + (f"; {unreadable_fix}" if unreadable_fix else "")) from None

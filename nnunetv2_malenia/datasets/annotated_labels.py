@@ -14,14 +14,13 @@ A case the file does not list annotates every label (a fully labelled case, e.g.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from nnunetv2_malenia._atomic import write_json_atomic
+from nnunetv2_malenia._atomic import read_json_file, write_json_atomic
 from nnunetv2_malenia.errors import MaleniaError
 
 ANNOTATED_LABELS_FILENAME = "annotated_labels.json"
@@ -69,12 +68,7 @@ def load_annotated_labels(path: str | Path, labels: Iterable[int] | None = None)
     Errors name the file, the case and the value, and say what to do.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MaleniaError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise MaleniaError(f"{path}: not a readable JSON file ({e}); re-run malenia merge-datasets") from None
+    data = read_json_file(path, "no such file", "re-run malenia merge-datasets")
     if not isinstance(data, dict) or data.get("schema_version") != 1 or not isinstance(data.get("cases"), dict):
         raise MaleniaError(f"{path}: expected {{'schema_version': 1, 'cases': {{CASE: [labels]}}}}; "
                            "re-run malenia merge-datasets")

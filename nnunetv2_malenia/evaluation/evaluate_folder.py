@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from nnunetv2_malenia._atomic import atomic_path, write_json_atomic
+from nnunetv2_malenia._atomic import atomic_path, read_json_file, write_json_atomic
 from nnunetv2_malenia.data_integrity import check_complete
 from nnunetv2_malenia.datasets.annotated_labels import AnnotatedLabels, find_annotated_labels
 from nnunetv2_malenia.errors import MaleniaError
@@ -47,12 +47,7 @@ class EvaluationResult:
 def load_label_file(path: str | Path) -> dict[str, Any]:
     """The "labels" mapping {name: value} of a dataset.json / dataset_test.json (a value may be a list: a region)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MaleniaError(f"{path}: label file not found") from None
-    except (OSError, ValueError) as e:
-        raise MaleniaError(f"{path}: not a readable JSON file ({e})") from None
+    data = read_json_file(path, "label file not found")
     labels = data.get("labels") if isinstance(data, dict) else None
     if not isinstance(labels, dict) or not labels:
         raise MaleniaError(f"{path}: no \"labels\": {{name: value}} mapping (expected a dataset.json or dataset_test.json)")
