@@ -117,3 +117,21 @@ def test_the_local_readout_is_trained_through_its_own_cnn():
     losses = criterion(out, targets)
     grads = torch.autograd.grad(losses["loss"], list(net.voxel_readout.local.parameters()))
     assert losses["voxel_attributes"] > 0 and all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+
+
+def test_with_nnunet_presence_the_voxels_are_read_where_nnunets_head_finds_a_lesion():
+    from unittest import mock
+
+    net = make_net(lesion_naming="voxel", lesion_presence="nnunet", lesion_labels=(1,)).eval()
+    net.set_knowledge_table(torch.rand(2, V), [1, 2])
+    x = torch.randn(1, 1, *SHAPE)
+    with torch.no_grad():
+        net.decoder.seg_layers[-1].bias[1] = -8.0   # nnU-Net's head: a lesion almost nowhere
+        with mock.patch.object(net, "voxel_disease", wraps=net.voxel_disease) as read:
+            details = net.predict_details(x)
+        seg = net.backbone(x).seg
+        head = torch.softmax((seg[0] if isinstance(seg, (list, tuple)) else seg).float(), dim=1)[:, 1]  # lesion channel
+    where = read.call_args.args[1]
+    token_mass = torch.einsum("bn,bnxyz->bxyz", details["objectness"], details["token_probs"])
+    assert torch.equal(where, head >= 0.01)
+    assert where.sum() < (token_mass >= 0.01).sum()   # not where the tokens put mass

@@ -27,10 +27,10 @@ from .disease_head import DiseaseHead
 from .transformer_decoder import DecoderLayerOutput, MaskedAttentionDecoder
 from .voxel_readout import VoxelReadout
 
-# matcher(last_layer, pixel_features, targets) -> per sample (token indices, target indices)
 # Lesion mass below which a voxel's own readout is not computed (lesion_naming "voxel").
 VOXEL_NAMING_MIN_MASS = 0.01
 
+# matcher(last_layer, pixel_features, targets) -> per sample (token indices, target indices)
 Matcher = Callable[[DecoderLayerOutput, torch.Tensor, Sequence[Any]], list[tuple[torch.Tensor, torch.Tensor]]]
 
 
@@ -167,8 +167,12 @@ class MaleniaNetwork(nn.Module):
         scores = objectness.unsqueeze(-1) * p_disease
         seg = feats.seg[0] if isinstance(feats.seg, (list, tuple)) else feats.seg
         voxel_disease = None
-        if self.config.lesion_naming == "voxel":
-            mass = torch.einsum("bn,bnxyz->bxyz", objectness, token_probs)
+        if self.config.lesion_naming == "voxel":  # read where the presence rule may put lesion mass
+            if self.config.lesion_presence == "nnunet":
+                lesion_channels = self.disease_head.head_label_map < 0
+                mass = torch.softmax(seg.float(), dim=1)[:, lesion_channels].sum(1)
+            else:
+                mass = torch.einsum("bn,bnxyz->bxyz", objectness, token_probs)
             voxel_disease = self.voxel_disease(self.voxel_readout.features(x, pixel), mass >= VOXEL_NAMING_MIN_MASS)
         log_probs = self.disease_head.label_log_probs(token_probs, scores, seg, self.config.lesion_presence,
                                                      self.config.lesion_naming, voxel_disease)
