@@ -114,6 +114,11 @@ class DiseaseHead(ResizableBuffersMixin):
         log_mass = torch.where(row_has_type, mass.log(), torch.zeros_like(mass)).sum(-1)
         return torch.exp(log_mass / row_has_type.sum(-1).clamp_min(1))
 
+    def nnunet_lesion_mass(self, head_logits: torch.Tensor) -> torch.Tensor:
+        """(B, 1, X, Y, Z): the softmax mass of nnU-Net's lesion channels (the class-agnostic prior
+        of `lesion_presence="nnunet"`), float32."""
+        return torch.softmax(head_logits.float(), dim=1)[:, self.head_label_map < 0].sum(1, keepdim=True)
+
     def label_log_probs(self, token_probs: torch.Tensor, disease_scores: torch.Tensor,
                         head_logits: torch.Tensor, presence: str = "tokens", naming: str = "sum",
                         voxel_disease: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -149,7 +154,7 @@ class DiseaseHead(ResizableBuffersMixin):
                     raise ValueError("lesion_naming 'voxel' needs the per-voxel disease probabilities")
                 per_disease = voxel_disease.float() * token_total
             if presence == "nnunet":
-                lesion_total = torch.softmax(head_logits.float(), dim=1)[:, ~keep].sum(1, keepdim=True)
+                lesion_total = self.nnunet_lesion_mass(head_logits)
                 share = (per_disease + PRESENCE_EPS / self.num_diseases) / (token_total + PRESENCE_EPS)
                 per_disease = share * lesion_total
             else:

@@ -169,8 +169,7 @@ class MaleniaNetwork(nn.Module):
         voxel_disease = None
         if self.config.lesion_naming == "voxel":  # read where the presence rule may put lesion mass
             if self.config.lesion_presence == "nnunet":
-                lesion_channels = self.disease_head.head_label_map < 0
-                mass = torch.softmax(seg.float(), dim=1)[:, lesion_channels].sum(1)
+                mass = self.disease_head.nnunet_lesion_mass(seg)[:, 0]
             else:
                 mass = torch.einsum("bn,bnxyz->bxyz", objectness, token_probs)
             voxel_disease = self.voxel_disease(self.voxel_readout.features(x, pixel), mass >= VOXEL_NAMING_MIN_MASS)

@@ -66,7 +66,6 @@ class AnomalyConfig:
         ("blurred", "surface_characteristics", "ill-defined margin"),
         ("ellipsoid", "shape", "round-like"), ("perturbed", "shape", "irregular"))
 
-
     def __post_init__(self) -> None:
         if self.label_in_head not in ("organ", "lesion"):
             raise ValueError(f"label_in_head must be 'organ' or 'lesion', got {self.label_in_head!r}")
