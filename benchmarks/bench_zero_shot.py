@@ -46,7 +46,7 @@ ZS = (905, "MaleniaZS")
 ORACLE = (906, "MaleniaZSOracle")
 TIERS = {
     # min_lesion_ml: predicted lesions under it are not findings (the tier's smallest lesion is ~2.3 ml)
-    "cpu": {"configuration": "3d_cpu", "min_lesion_ml": 0.5,
+    "cpu": {"configuration": "3d_cpu", "min_lesion_ml": 0.5, "preset": "cpu",
             "trainers": {ZS: ["nnUNetTrainer_cpu", "nnUNetTrainerMalenia_cpu", "nnUNetTrainerMalenia_nameonly_cpu"],
                          ORACLE: ["nnUNetTrainer_cpu", "nnUNetTrainer_cpu_nnunetrecipe"]},
             # method changes measured one at a time (benchmarks/trainers/): only with --only
@@ -63,6 +63,9 @@ TIERS = {
                                "nnUNetTrainerMalenia_nameonly_bench", "nnUNetTrainerMalenia_benchSGD"],
                           ORACLE: ["nnUNetTrainer_bench"]}},
 }
+# The CPU tier whose seen rows vary within a disease (attribute_tables/synthetic_cpu_varied_knowledge_table.yaml):
+# same configuration, recipe and models.
+TIERS["cpu_varied"] = {**TIERS["cpu"], "preset": "cpu_varied"}
 
 
 def main() -> int:
@@ -95,11 +98,11 @@ def main() -> int:
     env = bt.bench_env(workdir, args)
     tier = TIERS[args.tier]
     configuration, trainers = tier["configuration"], tier["trainers"]
-    if args.tier == "cpu":
+    if "preset" in tier:
         from nnunetv2_malenia.training.cpu_recipe import CpuRecipe
-        schedule = {"tier": "cpu", **CpuRecipe.cpu_schedule, "lr": CpuRecipe.cpu_lr, "n_proc_da": args.n_proc_da,
+        schedule = {"tier": args.tier, **CpuRecipe.cpu_schedule, "lr": CpuRecipe.cpu_lr, "n_proc_da": args.n_proc_da,
                     "seed": args.seed}
-        synth, cases = ("--preset", "cpu", "--seed", str(args.seed)), None
+        synth, cases = ("--preset", tier["preset"], "--seed", str(args.seed)), None
     else:
         schedule = {"epochs": args.epochs, "iterations": args.iterations, "val_iterations": args.val_iterations,
                     "n_proc_da": args.n_proc_da, "shape": args.shape, "seed": args.seed}
