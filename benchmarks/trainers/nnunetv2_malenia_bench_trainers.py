@@ -172,3 +172,10 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local(
 
     malenia_config = {**nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead.malenia_config,
                       "voxel_readout_local": True}
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_nameonly(
+        nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local, nnUNetTrainerMalenia_nameonly):
+    """The name-only ablation of the row above: each lesion (and each voxel of it) is aligned to its
+    disease's name instead of its 8 attributes; the blobs' drawn values name no disease and are
+    skipped. Everything else, the local per-voxel readout included, is the row above's."""
