@@ -116,7 +116,7 @@ def lesion_rows(network, data, seg, truth: dict, disease_of_label: dict[int, str
         if network.voxel_readout is not None:  # the voxels' own readout, averaged over the lesion (mask given)
             read = network.voxel_readout.features(x, network.backbone(x).pixel_features)
             feats = read[0][crop].flatten(1)[:, inside].t()
-            voxel_attr = network.attributes.type_probs(network.attributes.logits(network.voxel_readout(feats))).mean(0)
+            voxel_attr = network.attributes.type_probs(network.voxel_readout.attribute_logits(feats, network.attributes)).mean(0)
             voxel_disease = network.voxel_disease(read, torch.ones(
                 1, *x.shape[2:], dtype=torch.bool))[0][crop].flatten(1)[:, inside]  # (D, lesion voxels)
             rows[-1]["named_by_voxels"] = names[int(voxel_disease.sum(1).argmax())] == disease

@@ -135,3 +135,45 @@ def test_with_nnunet_presence_the_voxels_are_read_where_nnunets_head_finds_a_les
     token_mass = torch.einsum("bn,bnxyz->bxyz", details["objectness"], details["token_probs"])
     assert torch.equal(where, head >= 0.01)
     assert where.sum() < (token_mass >= 0.01).sum()   # not where the tokens put mass
+
+
+def test_per_type_readout_reads_each_type_with_its_own_network():
+    """Type t's logits come from type t's CNN and MLP only: a loss on one type's values moves no
+    parameter of another type's readout (no type can use another's features as a shortcut)."""
+    net = make_net(voxel_readout_local=True, voxel_readout_per_type=True).train()
+    readout = net.voxel_readout
+    x = torch.randn(1, 1, *SHAPE)
+    read = readout.features(x, None)
+    feats = read[0].permute(1, 2, 3, 0).reshape(-1, read.shape[1])[:20]
+    z = readout(feats)
+    assert z.shape == (20, 3, 8)
+    logits = readout.attribute_logits(feats, net.attributes)
+    assert logits.shape == (20, V)
+    first_type = net.attributes.value_type == 0
+    cnn_weights = [cnn[0].weight for cnn in readout.local.cnns]
+    grads = torch.autograd.grad(logits[:, first_type].sum(), [readout.mlp.w2, *cnn_weights])
+    assert grads[0][0].abs().sum() > 0 and grads[0][1:].abs().sum() == 0   # MLP: type 0's slice only
+    assert grads[1].abs().sum() > 0 and all(g.abs().sum() == 0 for g in grads[2:])   # CNN: its own only
+    with pytest.raises(ValueError, match="voxel_readout_per_type needs voxel_readout_local=True"):
+        MaleniaConfig(voxel_readout=True, voxel_readout_per_type=True)
+
+
+def test_per_type_similarity_reads_each_value_with_its_types_embedding():
+    from nnunetv2_malenia.loss.contrastive import multi_positive_nce
+    from nnunetv2_malenia.network.attribute_bank import cosine_to_values
+
+    torch.manual_seed(1)
+    bank = torch.nn.functional.normalize(torch.randn(V, 8), dim=-1)
+    value_type = torch.tensor([t for t, n in enumerate(VOCAB) for _ in range(n)])
+    z = torch.randn(4, 3, 8)
+    sims = cosine_to_values(z, bank, value_type, per_type=True)
+    for v in range(V):
+        expected = torch.nn.functional.normalize(z[:, value_type[v]], dim=-1) @ bank[v]
+        torch.testing.assert_close(sims[:, v], expected)
+    # one embedding repeated for every type is the ordinary, shared readout
+    shared = torch.randn(4, 8)
+    positives = torch.zeros(4, V, dtype=torch.bool)
+    positives[:, [0, 3, 6]] = True
+    scale = torch.tensor(10.0)
+    torch.testing.assert_close(multi_positive_nce(shared.unsqueeze(1).expand(4, 3, 8), positives, bank, value_type, 3, scale),
+                               multi_positive_nce(shared, positives, bank, value_type, 3, scale))

@@ -179,3 +179,11 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_nameo
     """The name-only ablation of the row above: each lesion (and each voxel of it) is aligned to its
     disease's name instead of its 8 attributes; the blobs' drawn values name no disease and are
     skipped. Everything else, the local per-voxel readout included, is the row above's."""
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype(
+        nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local):
+    """... one local CNN and readout per attribute type (MaleniaConfig.voxel_readout_per_type)."""
+
+    malenia_config = {**nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local.malenia_config,
+                      "voxel_readout_per_type": True}

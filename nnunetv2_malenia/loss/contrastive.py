@@ -14,18 +14,19 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..network.attribute_bank import NEG_LARGE, type_one_hot
+from ..network.attribute_bank import NEG_LARGE, cosine_to_values, type_one_hot
 
 
 def multi_positive_nce(attr_embed: torch.Tensor, positives: torch.Tensor, bank: torch.Tensor,
                        value_type: torch.Tensor, num_types: int, logit_scale: torch.Tensor,
                        valid: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """attr_embed (M, D); positives bool (M, V); bank (V, D); valid bool (M,) for padded rows.
+    """attr_embed (M, D), or (M, T, D) with one embedding per attribute type (each read only against
+    its type's values); positives bool (M, V); bank (V, D); valid bool (M,) for padded rows.
 
     Returns the mean over valid rows; a graph-connected zero when there are none.
     """
-    z = F.normalize(attr_embed.float(), dim=-1)
-    s = logit_scale.float() * z @ F.normalize(bank.float(), dim=-1).t()  # (M, V)
+    s = logit_scale.float() * cosine_to_values(attr_embed, F.normalize(bank.float(), dim=-1), value_type,
+                                               per_type=attr_embed.dim() == 3)  # (M, V)
     pos = positives.bool()
     if valid is None:
         valid = torch.ones(s.shape[0], dtype=torch.bool, device=s.device)

@@ -25,6 +25,21 @@ def type_one_hot(value_type: torch.Tensor, num_types: int, dtype: torch.dtype = 
     return F.one_hot(value_type.long(), num_types).to(dtype)
 
 
+def cosine_to_values(attr_embed: torch.Tensor, bank: torch.Tensor, value_type: torch.Tensor,
+                     per_type: bool = False) -> torch.Tensor:
+    """Cosine similarity (..., V) of attribute embeddings to the unit value embeddings `bank` (V, D).
+
+    attr_embed is (..., D), one embedding read against every value, or with `per_type` (..., T, D),
+    one embedding per attribute type (the per-type voxel readout): value v is then read only by the
+    embedding of its own type, value_type[v].
+    """
+    sims = F.normalize(attr_embed.float(), dim=-1) @ bank.float().t()  # (..., V) or (..., T, V)
+    if not per_type:
+        return sims
+    index = value_type.long().view(1, -1).expand(*sims.shape[:-2], 1, -1)  # (..., 1, V)
+    return sims.gather(-2, index).squeeze(-2)
+
+
 def grouped_log_softmax(logits: torch.Tensor, value_type: torch.Tensor, num_types: int) -> torch.Tensor:
     """log p(value | its type) for logits (..., V): a softmax within each attribute type."""
     logits = logits.float()
@@ -87,10 +102,10 @@ class AttributeBank(ResizableBuffersMixin):
         shift = mean[self.value_type.long()] * (count[self.value_type.long()] > 1).unsqueeze(-1)
         return F.normalize(bank - shift, dim=-1)
 
-    def logits(self, attr_embed: torch.Tensor) -> torch.Tensor:
-        """Scaled cosine similarity (..., V) of attribute embeddings to every value, in float32."""
-        z = F.normalize(attr_embed.float(), dim=-1)
-        return self.logit_scale() * z @ self.normalized_bank().t()
+    def logits(self, attr_embed: torch.Tensor, per_type: bool = False) -> torch.Tensor:
+        """Scaled cosine similarity (..., V) of attribute embeddings (..., D) to every value, in
+        float32; with `per_type`, of embeddings (..., T, D) to the values of their own type."""
+        return self.logit_scale() * cosine_to_values(attr_embed, self.normalized_bank(), self.value_type, per_type)
 
     def type_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """(..., V) -> (..., T, V): p(value | type), zero outside the type."""

@@ -42,6 +42,9 @@ class MaleniaConfig:
     # The per-voxel readout reads a small dilated CNN on the image (receptive field 15 voxels) instead
     # of the backbone's features, which know the organ (network/voxel_readout.py).
     voxel_readout_local: bool = False
+    # One local CNN and readout per attribute type, each read only against its type's values, so no
+    # type can use another type's features as a shortcut (network/voxel_readout.py). Needs voxel_readout_local.
+    voxel_readout_per_type: bool = False
     # Table scoring: each type's readout mixed with this share of a uniform one (disease_head.py).
     row_score_epsilon: float = 0.0
     # Inference-time attribute injection: argmax value per type (False) or similarity-weighted (True).
@@ -73,6 +76,8 @@ class MaleniaConfig:
             raise ValueError(f"lesion_naming must be one of {', '.join(LESION_NAMING_RULES)}, got {self.lesion_naming!r}")
         if self.voxel_readout_local and not self.voxel_readout:
             raise ValueError("voxel_readout_local needs voxel_readout=True")
+        if self.voxel_readout_per_type and not self.voxel_readout_local:
+            raise ValueError("voxel_readout_per_type needs voxel_readout_local=True")
         if self.lesion_naming == "voxel" and not self.voxel_readout:
             raise ValueError("lesion_naming 'voxel' needs voxel_readout=True (a model trained with the per-voxel readout)")
         if self.lesion_presence not in LESION_PRESENCE_RULES:

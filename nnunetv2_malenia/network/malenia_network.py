@@ -57,7 +57,8 @@ class MaleniaNetwork(nn.Module):
         self.cmki = CrossModalKnowledgeInjection(config, pixel_channels)
         self.disease_head = DiseaseHead(num_values, int(backbone.decoder.num_classes), config.lesion_labels)
         self.voxel_readout = VoxelReadout(pixel_channels, config.hidden_dim, config.text_dim,
-                                          input_channels if config.voxel_readout_local else None) \
+                                          input_channels if config.voxel_readout_local else None,
+                                          config.num_attribute_types if config.voxel_readout_per_type else None) \
             if config.voxel_readout else None
         self._kept: list[dict] | None = None  # see keep_next_details
 
@@ -147,7 +148,7 @@ class MaleniaNetwork(nn.Module):
         out = pixel.new_full((b, *spatial, n), 1.0 / max(n, 1), dtype=torch.float32)
         if n and where.any():
             feats = pixel.permute(0, 2, 3, 4, 1)[where]  # (M, C)
-            type_probs = self.attributes.type_probs(self.attributes.logits(self.voxel_readout(feats)))
+            type_probs = self.attributes.type_probs(self.voxel_readout.attribute_logits(feats, self.attributes))
             out[where] = self.disease_head.disease_given_token(type_probs.unsqueeze(0), self.attributes.value_type,
                                                                self.config.row_score_epsilon)[0]
         return out.permute(0, 4, 1, 2, 3)
