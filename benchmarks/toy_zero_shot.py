@@ -1,18 +1,19 @@
 """A toy zero-shot world in which the mechanism can be watched in seconds.
 
-Spherical lesions on a noisy 32^3 patch have two attributes drawn independently: location (left
-or right half of the patch) and density (brighter or darker than the background). Three diseases
-are seen in training: bright left, dark right, bright right. The fourth, dark left, is only a
-knowledge-table row: each of its values is seen, their combination is not. A model trained on
-random patches of the three seen diseases is then asked, with the four-row table, to label a patch
-holding a dark lesion on the left. (Shape, sphere against box, and texture, smooth against
-mottled, were tried first: at this size and budget the tokens read neither out, seen or unseen,
-so a world of them would test perception, not the mechanism.)
+Spherical lesions on a noisy 32^3 patch have two attributes drawn independently: density
+(brighter or darker than the background) and wall (none, or a bright one-voxel rim; `--second
+checker` draws a voxel-scale texture instead). Three diseases are seen in training: bright plain,
+dark walled, bright walled. The fourth, dark plain, is only a knowledge-table row: each of its
+values is seen, their combination is not. A model trained on random patches of the three seen
+diseases is then asked, with the four-row table, to label patches holding a dark plain lesion.
 
 `python3 benchmarks/toy_zero_shot.py --steps 400` prints, every 50 steps, the Dice of the label
 map for each disease on held-out patches (the unseen one included) and the attribute readout
-accuracy of the best-overlapping token. tests/test_zero_shot_mechanism.py runs the same world
-with an early exit.
+accuracy of the best-overlapping token (and of the per-voxel readout, with `--config
+voxel_readout=true`). What it showed (docs/benchmarks.md): with one per-voxel readout for all
+types, the unseen dark plain lesion is read as walled (every seen dark lesion had a wall) and gets
+Dice 0.00; with one readout per type (`--config voxel_readout_per_type=true`) it is read as plain
+and segmented as its own row. tests/test_zero_shot_mechanism.py runs the second with an early exit.
 """
 from __future__ import annotations
 
