@@ -14,6 +14,8 @@ One run, everything sequential on the CPU (never two trainings at once):
      the CPU recipe and schedule of nnunetv2_malenia.training.cpu_recipe: on 905 nnUNetTrainer_cpu,
      nnUNetTrainerMalenia_cpu, nnUNetTrainerMalenia_nameonly_cpu; on 906 nnUNetTrainer_cpu and
      nnUNetTrainer_cpu_nnunetrecipe (nnU-Net's own SGD recipe on the same schedule);
+   - `--tier cpu_varied`: the same with `--preset cpu_varied` (seen diseases vary within a type,
+     docs/synthetic.md); use another --workdir, the dataset ids are the same;
    - `--tier full`: today's full benchmark (`--shape`, 13 diseases, 5 unseen), 3d_fullres, E epochs
      x I iterations (benchmarks/trainers/): on 905 nnUNetTrainer_bench, nnUNetTrainerMalenia_bench,
      nnUNetTrainerMalenia_nameonly_bench, nnUNetTrainerMalenia_benchSGD; on 906 nnUNetTrainer_bench.
@@ -24,6 +26,7 @@ One run, everything sequential on the CPU (never two trainings at once):
 
     python3 benchmarks/bench_zero_shot.py --workdir /work/zs_cpu --reuse
     python3 benchmarks/bench_zero_shot.py --workdir /work/zs_cpu --reuse --only 906/nnUNetTrainer_cpu  # calibration
+    python3 benchmarks/bench_zero_shot.py --tier cpu_varied --workdir /work/zs_varied --reuse
     python3 benchmarks/bench_zero_shot.py --tier full --workdir /tmp/malenia_zs --shape 48 --epochs 30 --iterations 10
 
 `--stage train` stops after step 2, `--stage evaluate` runs only step 3 (on a finished workdir).
