@@ -12,10 +12,13 @@ way; the tokens still decide where the lesions are.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .attribute_bank import AttributeBank
 
 # voxels drawn per lesion for the alignment loss: every lesion weighs the same, whatever its size
 VOXELS_PER_LESION = 64
@@ -110,14 +113,15 @@ class VoxelReadout(nn.Module):
         """(..., C) -> (..., text_dim), or (..., T, text_dim) for the per-type readout."""
         return self.mlp(features)
 
-    def attribute_logits(self, features: torch.Tensor, bank) -> torch.Tensor:
+    def attribute_logits(self, features: torch.Tensor, bank: AttributeBank) -> torch.Tensor:
         """(..., C) -> logits (..., V) against the AttributeBank `bank`, whichever readout this is."""
         return bank.logits(self(features), per_type=self.per_type)
 
     def training_pairs(self, pixel: torch.Tensor, targets: Sequence,
                        per_lesion: int = VOXELS_PER_LESION) -> tuple[torch.Tensor, torch.Tensor]:
-        """(embeddings (M, D) or per type (M, T, D), positives bool (M, V)) for up to `per_lesion` random voxels of every
-        target lesion that has attribute values. pixel (B, C, X, Y, Z): `features(...)`; targets: LesionTargets."""
+        """(embeddings (M, D), or (M, T, D) per type, positives bool (M, V)) for up to `per_lesion`
+        random voxels of every target lesion that has attribute values. pixel (B, C, X, Y, Z):
+        `features(...)`; targets: LesionTargets."""
         feats, positives = [], []
         for b, target in enumerate(targets):
             for mask, values in zip(target.masks, target.attribute_targets):
