@@ -114,7 +114,8 @@ def lesion_rows(network, data, seg, truth: dict, disease_of_label: dict[int, str
             "attribute_correct": {t.key: bool(true[int(predicted[i])]) for i, t in enumerate(vocabulary.types)},
         })
         if network.voxel_readout is not None:  # the voxels' own readout, averaged over the lesion (mask given)
-            read = network.voxel_readout.features(x, network.backbone(x).pixel_features)
+            given = _padded(torch.from_numpy(mask[window])[None].float(), patch)[0] > 0  # (1, X, Y, Z): this lesion
+            read = network.voxel_readout.features(x, network.backbone(x).pixel_features, given)
             feats = read[0][crop].flatten(1)[:, inside].t()
             voxel_attr = network.attributes.type_probs(network.voxel_readout.attribute_logits(feats, network.attributes)).mean(0)
             voxel_disease = network.voxel_disease(read, torch.ones(

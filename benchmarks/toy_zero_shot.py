@@ -133,7 +133,8 @@ def evaluate(net, gen: torch.Generator, patches: int = 4) -> dict[str, float]:
             readout = d["attribute_probs"][0, q].argmax(-1)
             correct += torch.tensor([float(a[v]) for v in readout.tolist()])
             if net.voxel_readout is not None:  # the voxels' own readout, averaged over the lesion
-                feats = net.voxel_readout.features(x, net.backbone(x).pixel_features)[0].permute(1, 2, 3, 0)[mask]
+                read = net.voxel_readout.features(x, net.backbone(x).pixel_features, mask[None])
+                feats = read[0].permute(1, 2, 3, 0)[mask]
                 probs = net.attributes.type_probs(net.voxel_readout.attribute_logits(feats, net.attributes)).mean(0)
                 voxel_correct += torch.tensor([float(a[v]) for v in probs.argmax(-1).tolist()])
             total += 1

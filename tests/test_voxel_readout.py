@@ -177,3 +177,62 @@ def test_per_type_similarity_reads_each_value_with_its_types_embedding():
     scale = torch.tensor(10.0)
     torch.testing.assert_close(multi_positive_nce(shared.unsqueeze(1).expand(4, 3, 8), positives, bank, value_type, 3, scale),
                                multi_positive_nce(shared, positives, bank, value_type, 3, scale))
+
+
+def test_lesion_only_types_read_the_lesion_and_nothing_around_it():
+    """A lesion-only type's CNN sees the image inside the lesion mask and the mask: changing the
+    organ around the lesion (even next to it) leaves its features unchanged, while the other types'
+    CNNs, which read the image, see the change."""
+    net = make_net(voxel_readout_local=True, voxel_readout_per_type=True,
+                   voxel_readout_lesion_only_types=(1,)).eval()
+    readout, channels = net.voxel_readout, net.voxel_readout.local.cnns[0][-2].out_channels
+    x = torch.randn(1, 1, *SHAPE)
+    lesion = torch.zeros(1, *SHAPE, dtype=torch.bool)
+    lesion[:, 5:10, 5:10, 5:10] = True
+    other_organ = x.clone()
+    other_organ[~lesion.unsqueeze(1)] += 3.0
+    with torch.no_grad():
+        read, changed = readout.features(x, None, lesion), readout.features(other_organ, None, lesion)
+        moved_lesion = readout.features(x, None, lesion.roll(2, dims=1))
+    type_1 = slice(channels, 2 * channels)
+    torch.testing.assert_close(read[:, type_1], changed[:, type_1])
+    assert not torch.allclose(read[:, :channels], changed[:, :channels])        # type 0 reads the image
+    assert not torch.allclose(read[:, type_1], moved_lesion[:, type_1])          # type 1 reads the mask
+    with pytest.raises(ValueError, match="pass lesion_mask"):
+        readout.features(x, None)
+
+
+def test_lesion_only_readout_trains_on_the_target_lesions_and_infers_on_the_lesion_mass():
+    from unittest import mock
+
+    net = make_net(voxel_readout_local=True, voxel_readout_per_type=True, voxel_readout_lesion_only_types=(0, 2),
+                   lesion_naming="voxel", lesion_presence="nnunet", lesion_labels=(1,)).train()
+    targets = [lesion_targets(2)]
+    criterion = MaleniaCriterion()
+    with mock.patch.object(net.voxel_readout.local, "forward", wraps=net.voxel_readout.local.forward) as local:
+        out = net(torch.randn(1, 1, *SHAPE), targets=targets, matcher=criterion.matcher)
+    assert torch.equal(local.call_args.args[1], targets[0].masks.any(0, keepdim=True))
+    losses = criterion(out, targets)
+    grads = torch.autograd.grad(losses["loss"], [cnn[0].weight for cnn in net.voxel_readout.local.cnns])
+    assert all(g.abs().sum() > 0 for g in grads)
+    net.eval()
+    net.set_knowledge_table(torch.rand(2, V), [1, 2])
+    x = torch.randn(1, 1, *SHAPE)
+    with torch.no_grad(), mock.patch.object(net.voxel_readout.local, "forward",
+                                            wraps=net.voxel_readout.local.forward) as local:
+        net.predict_details(x)
+        seg = net.backbone(x).seg
+        mass = torch.softmax((seg[0] if isinstance(seg, (list, tuple)) else seg).float(), dim=1)[:, 1]
+    assert torch.equal(local.call_args.args[1], mass >= 0.5)
+
+
+def test_lesion_only_types_need_the_per_type_readout_and_valid_type_indices():
+    with pytest.raises(ValueError, match="voxel_readout_lesion_only_types needs voxel_readout_per_type=True"):
+        MaleniaConfig(voxel_readout=True, voxel_readout_local=True, voxel_readout_lesion_only_types=(1,))
+    with pytest.raises(ValueError, match="voxel_readout_lesion_only_types: 8 is not a type index"):
+        MaleniaConfig(voxel_readout=True, voxel_readout_local=True, voxel_readout_per_type=True,
+                      voxel_readout_lesion_only_types=(8,))
+    config = MaleniaConfig(voxel_readout=True, voxel_readout_local=True, voxel_readout_per_type=True,
+                           voxel_readout_lesion_only_types=[5, 1, 5])
+    assert config.voxel_readout_lesion_only_types == (1, 5)
+    assert MaleniaConfig.from_dict(config.to_dict()) == config

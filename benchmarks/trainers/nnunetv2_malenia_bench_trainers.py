@@ -27,6 +27,7 @@ import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunetv2_malenia.knowledge.vocabulary import ATTRIBUTE_TYPE_KEYS
 from nnunetv2_malenia.training.nnUNetTrainerMalenia import nnUNetTrainerMalenia, nnUNetTrainerMalenia_nameonly
 
 
@@ -187,3 +188,14 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_perty
 
     malenia_config = {**nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local.malenia_config,
                       "voxel_readout_per_type": True}
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly(
+        nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype):
+    """... the shape, density-variation and specific-features readouts read the lesion alone (its
+    voxels of the image and its mask: MaleniaConfig.voxel_readout_lesion_only_types): the values
+    of these types describe the lesion's outline and content, nothing around it."""
+
+    malenia_config = {**nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype.malenia_config,
+                      "voxel_readout_lesion_only_types": [ATTRIBUTE_TYPE_KEYS.index(key) for key in
+                                                          ("shape", "density_variation", "specific_features")]}

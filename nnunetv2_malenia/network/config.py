@@ -45,6 +45,11 @@ class MaleniaConfig:
     # One local CNN and readout per attribute type, each read only against its type's values, so no
     # type can use another type's features as a shortcut (network/voxel_readout.py). Needs voxel_readout_local.
     voxel_readout_per_type: bool = False
+    # Types (indices into the vocabulary's types) whose per-type CNN reads only the lesion: the image
+    # inside the lesion mask and the mask, nothing of the organ around it (network/voxel_readout.py).
+    # The mask is the target lesions' in training and the presence rule's lesion mass >= 0.5 at
+    # inference. Needs voxel_readout_per_type.
+    voxel_readout_lesion_only_types: tuple[int, ...] = field(default_factory=tuple)
     # Table scoring: each type's readout mixed with this share of a uniform one (disease_head.py).
     row_score_epsilon: float = 0.0
     # Inference-time attribute injection: argmax value per type (False) or similarity-weighted (True).
@@ -78,6 +83,14 @@ class MaleniaConfig:
             raise ValueError("voxel_readout_local needs voxel_readout=True")
         if self.voxel_readout_per_type and not self.voxel_readout_local:
             raise ValueError("voxel_readout_per_type needs voxel_readout_local=True")
+        lesion_only = tuple(int(t) for t in self.voxel_readout_lesion_only_types)
+        if lesion_only and not self.voxel_readout_per_type:
+            raise ValueError("voxel_readout_lesion_only_types needs voxel_readout_per_type=True")
+        bad = [t for t in lesion_only if not 0 <= t < self.num_attribute_types]
+        if bad:
+            raise ValueError(f"voxel_readout_lesion_only_types: {bad[0]} is not a type index "
+                             f"(0..{self.num_attribute_types - 1})")
+        object.__setattr__(self, "voxel_readout_lesion_only_types", tuple(sorted(set(lesion_only))))
         if self.lesion_naming == "voxel" and not self.voxel_readout:
             raise ValueError("lesion_naming 'voxel' needs voxel_readout=True (a model trained with the per-voxel readout)")
         if self.lesion_presence not in LESION_PRESENCE_RULES:
@@ -87,6 +100,7 @@ class MaleniaConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lesion_labels"] = list(self.lesion_labels)
+        d["voxel_readout_lesion_only_types"] = list(self.voxel_readout_lesion_only_types)
         return d
 
     @classmethod

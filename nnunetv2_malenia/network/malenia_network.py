@@ -25,10 +25,12 @@ from .cmki import CMKIOutput, CrossModalKnowledgeInjection, ensemble_probs
 from .config import MaleniaConfig
 from .disease_head import DiseaseHead
 from .transformer_decoder import DecoderLayerOutput, MaskedAttentionDecoder
-from .voxel_readout import VoxelReadout
+from .voxel_readout import VoxelReadout, lesion_union
 
 # Lesion mass below which a voxel's own readout is not computed (lesion_naming "voxel").
 VOXEL_NAMING_MIN_MASS = 0.01
+# Lesion mass from which a voxel is inside a lesion for the readout's lesion-only types at inference.
+LESION_MASK_MIN_MASS = 0.5
 
 # matcher(last_layer, pixel_features, targets) -> per sample (token indices, target indices)
 Matcher = Callable[[DecoderLayerOutput, torch.Tensor, Sequence[Any]], list[tuple[torch.Tensor, torch.Tensor]]]
@@ -58,7 +60,8 @@ class MaleniaNetwork(nn.Module):
         self.disease_head = DiseaseHead(num_values, int(backbone.decoder.num_classes), config.lesion_labels)
         self.voxel_readout = VoxelReadout(pixel_channels, config.hidden_dim, config.text_dim,
                                           input_channels if config.voxel_readout_local else None,
-                                          config.num_attribute_types if config.voxel_readout_per_type else None) \
+                                          config.num_attribute_types if config.voxel_readout_per_type else None,
+                                          config.voxel_readout_lesion_only_types) \
             if config.voxel_readout else None
         self._kept: list[dict] | None = None  # see keep_next_details
 
@@ -125,7 +128,8 @@ class MaleniaNetwork(nn.Module):
         cmki = self.cmki(dec.tokens, self._injected_attributes(attr_logits, targets, indices))
         voxel_pairs = None
         if self.voxel_readout is not None and targets is not None:
-            voxel_pairs = self.voxel_readout.training_pairs(self.voxel_readout.features(x, pixel), targets)
+            lesions = lesion_union(targets, x.shape[2:], x.device) if self.voxel_readout.needs_lesion_mask else None
+            voxel_pairs = self.voxel_readout.training_pairs(self.voxel_readout.features(x, pixel, lesions), targets)
         return {
             "voxel_attributes": voxel_pairs,
             "seg": feats.seg,
@@ -173,7 +177,8 @@ class MaleniaNetwork(nn.Module):
                 mass = self.disease_head.nnunet_lesion_mass(seg)[:, 0]
             else:
                 mass = torch.einsum("bn,bnxyz->bxyz", objectness, token_probs)
-            voxel_disease = self.voxel_disease(self.voxel_readout.features(x, pixel), mass >= VOXEL_NAMING_MIN_MASS)
+            read = self.voxel_readout.features(x, pixel, mass >= LESION_MASK_MIN_MASS)
+            voxel_disease = self.voxel_disease(read, mass >= VOXEL_NAMING_MIN_MASS)
         log_probs = self.disease_head.label_log_probs(token_probs, scores, seg, self.config.lesion_presence,
                                                      self.config.lesion_naming, voxel_disease)
         return {"log_probs": log_probs, "token_probs": token_probs, "objectness": objectness,
