@@ -63,3 +63,26 @@ def test_within_an_organ_no_varied_type_comes_with_a_single_value():
     assert "calcified foci" in drawn[("liver", "specific_features")]
     # liver tumour is hyperdense in about 1 draw in 4 (weight 1 of 4), so ~100 of 800 liver lesions
     assert 60 <= drawn[("liver", "density")]["hyperdense lesion"] <= 140
+
+
+def test_a_preset_file_inherits_the_fields_it_does_not_list(tmp_path):
+    import json
+
+    import pytest
+
+    from nnunetv2_malenia.errors import MaleniaError
+
+    (tmp_path / "noisy.json").write_text(json.dumps({"name": "noisy", "inherits_from": "cpu_varied",
+                                                     "noise_std_hu": 40.0}))
+    noisy, varied = load_preset(tmp_path / "noisy.json").as_dict(), load_preset("cpu_varied").as_dict()
+    assert noisy["noise_std_hu"] == 40.0 and varied["noise_std_hu"] != 40.0
+    assert {k for k in varied if varied[k] != noisy[k]} == {"name", "noise_std_hu"}   # the rest: cpu_varied's
+    (tmp_path / "child.json").write_text(json.dumps({"name": "child", "inherits_from": "noisy.json"}))
+    assert load_preset(tmp_path / "child.json").noise_std_hu == 40.0   # a path relative to the file
+    (tmp_path / "orphan.json").write_text(json.dumps({"name": "orphan", "inherits_from": "cpu_tiny"}))
+    with pytest.raises(MaleniaError, match=r"orphan.json: inherits_from 'cpu_tiny' is not a preset; give one of"):
+        load_preset(tmp_path / "orphan.json")
+    (tmp_path / "a.json").write_text(json.dumps({"inherits_from": "b.json"}))
+    (tmp_path / "b.json").write_text(json.dumps({"inherits_from": "a.json"}))
+    with pytest.raises(MaleniaError, match="inherits_from makes a cycle"):
+        load_preset(tmp_path / "a.json")

@@ -6,7 +6,8 @@ lesion sizes (per disease, in voxels), organ sizes, how many diseases and lesion
 contrast against their host organ and the image noise. `full` is the benchmark as it always was
 (its numbers reproduce earlier datasets byte for byte); `cpu` is sized so that the supervised
 upper bound learns every lesion class in about 20 minutes on 2 CPU cores (docs/benchmarks.md).
-Adding a tier means adding a JSON file, not code.
+Adding a tier means adding a JSON file, not code; a tier that differs from another in a few fields
+names it in `inherits_from` and lists only those.
 """
 
 from __future__ import annotations
@@ -66,10 +67,7 @@ def load_preset(name_or_path: str | Path = DEFAULT_PRESET) -> GeneratorPreset:
     if not path.is_file():
         raise MaleniaError(f"unknown synthetic preset {str(name_or_path)!r}; choose one of "
                            f"{', '.join(available_presets())} or give a preset .json file")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MaleniaError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    raw = _read_fields(path, ())
     known = set(GeneratorPreset.__dataclass_fields__) - {"source"}
     unknown = sorted(set(raw) - known)
     missing = sorted(k for k, f in GeneratorPreset.__dataclass_fields__.items()
@@ -93,6 +91,31 @@ def load_preset(name_or_path: str | Path = DEFAULT_PRESET) -> GeneratorPreset:
         organ_scale={k: float(v) for k, v in raw.get("organ_scale", {}).items()},
         default_cases=raw.get("default_cases"), default_test_cases=raw.get("default_test_cases"),
         source=str(path))
+
+
+def _read_fields(path: Path, children: tuple[Path, ...]) -> dict:
+    """The preset file's fields, over those of the preset it names in `inherits_from` (a shipped
+    preset's name or a .json path relative to the file), as nnU-Net's plans configurations inherit:
+    a tier that changes one thing (the varied tier: its table) is that one thing, not a copy that
+    can drift from its parent."""
+    if path.resolve() in children:
+        chain = " -> ".join(str(p) for p in (*children, path.resolve()))
+        raise MaleniaError(f"{path}: inherits_from makes a cycle ({chain}); one of them must not inherit")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MaleniaError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(raw, dict):
+        raise MaleniaError(f"{path}: a preset is a JSON object of fields, got {type(raw).__name__}")
+    parent_name = raw.pop("inherits_from", None)
+    if parent_name is None:
+        return raw
+    parent = Path(str(parent_name))
+    parent = path.parent / parent if parent.suffix == ".json" else PRESET_FOLDER / f"{parent_name}.json"
+    if not parent.is_file():
+        raise MaleniaError(f"{path}: inherits_from {parent_name!r} is not a preset; give one of "
+                           f"{', '.join(available_presets())} or a .json path relative to the file")
+    return {**_read_fields(parent, (*children, path.resolve())), **raw}
 
 
 FULL = load_preset("full")
