@@ -57,14 +57,14 @@ class PerTypeLocal(nn.Module):
     outside) and the mask itself. Why: measured on the varied tier (docs/benchmarks.md), the
     per-type shape and specific-features readouts are right on 0.06 and 0.02 of unseen lesions
     (0.63 and 0.68 of seen ones): an image CNN sees the organ around the lesion, and in training
-    the organ tells which disease, so which shape and which features. An outline and the content
-    of the lesion are all these two types describe; with nothing else in view, the organ cannot be
-    read."""
+    the organ tells which disease, so which shape and which features. A type that describes only
+    the lesion's outline or content needs nothing else in view, and then the organ cannot be read."""
 
     def __init__(self, in_channels: int, num_types: int, lesion_only: Sequence[int] = ()):
         super().__init__()
         self.lesion_only = frozenset(int(t) for t in lesion_only)
-        self.cnns = nn.ModuleList(local_appearance(in_channels + 1 if t in self.lesion_only else in_channels, PER_TYPE_CHANNELS)
+        # a lesion-only CNN reads one more channel: the mask
+        self.cnns = nn.ModuleList(local_appearance(in_channels + (1 if t in self.lesion_only else 0), PER_TYPE_CHANNELS)
                                   for t in range(num_types))
 
     def forward(self, image: torch.Tensor, lesion_mask: torch.Tensor | None = None) -> torch.Tensor:
