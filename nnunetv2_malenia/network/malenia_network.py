@@ -177,7 +177,8 @@ class MaleniaNetwork(nn.Module):
                 mass = self.disease_head.nnunet_lesion_mass(seg)[:, 0]
             else:
                 mass = torch.einsum("bn,bnxyz->bxyz", objectness, token_probs)
-            read = self.voxel_readout.features(x, pixel, mass >= LESION_MASK_MIN_MASS)
+            lesions = mass >= LESION_MASK_MIN_MASS if self.voxel_readout.needs_lesion_mask else None
+            read = self.voxel_readout.features(x, pixel, lesions)
             voxel_disease = self.voxel_disease(read, mass >= VOXEL_NAMING_MIN_MASS)
         log_probs = self.disease_head.label_log_probs(token_probs, scores, seg, self.config.lesion_presence,
                                                      self.config.lesion_naming, voxel_disease)

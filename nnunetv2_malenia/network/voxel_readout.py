@@ -117,7 +117,6 @@ class VoxelReadout(nn.Module):
         if lesion_only_types and not num_types:
             raise ValueError("lesion-only types need the per-type readout (num_types)")
         self.per_type = bool(num_types)
-        self.needs_lesion_mask = bool(lesion_only_types)
         if self.per_type:
             self.local = PerTypeLocal(local_in_channels, num_types, lesion_only_types)
             self.mlp = PerTypeMLP(num_types, PER_TYPE_CHANNELS, PER_TYPE_HIDDEN, text_dim)
@@ -125,6 +124,11 @@ class VoxelReadout(nn.Module):
         self.local = local_appearance(local_in_channels) if local_in_channels else None
         width = LOCAL_CHANNELS if self.local is not None else pixel_channels
         self.mlp = nn.Sequential(nn.Linear(width, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, text_dim))
+
+    @property
+    def needs_lesion_mask(self) -> bool:
+        """Whether `features` reads a lesion mask (some types read the lesion alone)."""
+        return self.per_type and bool(self.local.lesion_only)
 
     def features(self, image: torch.Tensor, pixel: torch.Tensor | None,
                  lesion_mask: torch.Tensor | None = None) -> torch.Tensor:
