@@ -202,6 +202,31 @@ def test_lesion_only_types_read_the_lesion_and_nothing_around_it():
         readout.features(x, None)
 
 
+def test_mask_only_types_read_the_lesions_outline_and_not_its_ct_numbers():
+    """A mask-only type's CNN reads the mask alone: changing the image anywhere, inside the lesion
+    too, leaves its features unchanged, moving the mask does not; a lesion-only type sees the
+    lesion's own CT numbers change."""
+    net = make_net(voxel_readout_local=True, voxel_readout_per_type=True,
+                   voxel_readout_lesion_only_types=(1,), voxel_readout_mask_only_types=(2,)).eval()
+    readout, channels = net.voxel_readout, net.voxel_readout.local.cnns[0][-2].out_channels
+    assert readout.local.cnns[2][0].in_channels == 1
+    x = torch.randn(1, 1, *SHAPE)
+    lesion = torch.zeros(1, *SHAPE, dtype=torch.bool)
+    lesion[:, 5:10, 5:10, 5:10] = True
+    with torch.no_grad():
+        read = readout.features(x, None, lesion)
+        other_image = readout.features(x + 3.0 * torch.randn_like(x), None, lesion)
+        moved_lesion = readout.features(x, None, lesion.roll(2, dims=1))
+    type_1, type_2 = slice(channels, 2 * channels), slice(2 * channels, 3 * channels)
+    torch.testing.assert_close(read[:, type_2], other_image[:, type_2])
+    assert not torch.allclose(read[:, type_2], moved_lesion[:, type_2])
+    assert not torch.allclose(read[:, type_1], other_image[:, type_1])           # type 1 reads the lesion's CT
+    with pytest.raises(ValueError, match="pass lesion_mask"):
+        readout.features(x, None)
+    only_mask = make_net(voxel_readout_local=True, voxel_readout_per_type=True, voxel_readout_mask_only_types=(0,))
+    assert only_mask.voxel_readout.needs_lesion_mask
+
+
 def test_lesion_only_readout_trains_on_the_target_lesions_and_infers_on_the_lesion_mass():
     from unittest import mock
 
@@ -226,7 +251,7 @@ def test_lesion_only_readout_trains_on_the_target_lesions_and_infers_on_the_lesi
     assert torch.equal(local.call_args.args[1], mass >= 0.5)
 
 
-def test_lesion_only_types_need_the_per_type_readout_and_valid_type_indices():
+def test_lesion_and_mask_only_types_need_the_per_type_readout_and_valid_disjoint_type_indices():
     with pytest.raises(ValueError, match="voxel_readout_lesion_only_types needs voxel_readout_per_type=True"):
         MaleniaConfig(voxel_readout=True, voxel_readout_local=True, voxel_readout_lesion_only_types=(1,))
     with pytest.raises(ValueError, match="voxel_readout_lesion_only_types: 8 is not a type index"):
@@ -235,4 +260,16 @@ def test_lesion_only_types_need_the_per_type_readout_and_valid_type_indices():
     config = MaleniaConfig(voxel_readout=True, voxel_readout_local=True, voxel_readout_per_type=True,
                            voxel_readout_lesion_only_types=[5, 1, 5])
     assert config.voxel_readout_lesion_only_types == (1, 5)
+    assert MaleniaConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="voxel_readout_mask_only_types needs voxel_readout_per_type=True"):
+        MaleniaConfig(voxel_readout=True, voxel_readout_local=True, voxel_readout_mask_only_types=(1,))
+    with pytest.raises(ValueError, match="voxel_readout_mask_only_types: -1 is not a type index"):
+        MaleniaConfig(voxel_readout=True, voxel_readout_local=True, voxel_readout_per_type=True,
+                      voxel_readout_mask_only_types=(-1,))
+    with pytest.raises(ValueError, match="type 5 is in both voxel_readout_lesion_only_types and "
+                                         "voxel_readout_mask_only_types"):
+        MaleniaConfig(voxel_readout=True, voxel_readout_local=True, voxel_readout_per_type=True,
+                      voxel_readout_lesion_only_types=(1, 5), voxel_readout_mask_only_types=(5,))
+    config = MaleniaConfig(voxel_readout=True, voxel_readout_local=True, voxel_readout_per_type=True,
+                           voxel_readout_lesion_only_types=(1,), voxel_readout_mask_only_types=[0])
     assert MaleniaConfig.from_dict(config.to_dict()) == config

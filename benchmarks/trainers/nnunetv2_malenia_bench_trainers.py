@@ -199,3 +199,16 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_perty
     malenia_config = {**nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype.malenia_config,
                       "voxel_readout_lesion_only_types": [ATTRIBUTE_TYPE_KEYS.index(key) for key in
                                                           ("shape", "density_variation", "specific_features")]}
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly_maskshape(
+        nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly):
+    """... and the shape readout reads the lesion mask alone, no image at all
+    (MaleniaConfig.voxel_readout_mask_only_types): a shape value describes the outline, and the
+    lesion's own CT numbers would still tell the organ."""
+
+    malenia_config = {
+        **nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly.malenia_config,
+        "voxel_readout_lesion_only_types": [ATTRIBUTE_TYPE_KEYS.index(key) for key in
+                                            ("density_variation", "specific_features")],
+        "voxel_readout_mask_only_types": [ATTRIBUTE_TYPE_KEYS.index("shape")]}

@@ -50,6 +50,10 @@ class MaleniaConfig:
     # The mask is the target lesions' in training and the presence rule's lesion mass >= 0.5 at
     # inference. Needs voxel_readout_per_type.
     voxel_readout_lesion_only_types: tuple[int, ...] = field(default_factory=tuple)
+    # Types whose per-type CNN reads the lesion mask alone, no image at all: for a type that is the
+    # outline (shape), the lesion's own CT numbers are one more way to tell the organ. Same mask as
+    # above; disjoint from voxel_readout_lesion_only_types. Needs voxel_readout_per_type.
+    voxel_readout_mask_only_types: tuple[int, ...] = field(default_factory=tuple)
     # Table scoring: each type's readout mixed with this share of a uniform one (disease_head.py).
     row_score_epsilon: float = 0.0
     # Inference-time attribute injection: argmax value per type (False) or similarity-weighted (True).
@@ -83,14 +87,18 @@ class MaleniaConfig:
             raise ValueError("voxel_readout_local needs voxel_readout=True")
         if self.voxel_readout_per_type and not self.voxel_readout_local:
             raise ValueError("voxel_readout_per_type needs voxel_readout_local=True")
-        lesion_only = tuple(int(t) for t in self.voxel_readout_lesion_only_types)
-        if lesion_only and not self.voxel_readout_per_type:
-            raise ValueError("voxel_readout_lesion_only_types needs voxel_readout_per_type=True")
-        bad = [t for t in lesion_only if not 0 <= t < self.num_attribute_types]
-        if bad:
-            raise ValueError(f"voxel_readout_lesion_only_types: {bad[0]} is not a type index "
-                             f"(0..{self.num_attribute_types - 1})")
-        object.__setattr__(self, "voxel_readout_lesion_only_types", tuple(sorted(set(lesion_only))))
+        for name in ("voxel_readout_lesion_only_types", "voxel_readout_mask_only_types"):
+            types = tuple(int(t) for t in getattr(self, name))
+            if types and not self.voxel_readout_per_type:
+                raise ValueError(f"{name} needs voxel_readout_per_type=True")
+            bad = [t for t in types if not 0 <= t < self.num_attribute_types]
+            if bad:
+                raise ValueError(f"{name}: {bad[0]} is not a type index (0..{self.num_attribute_types - 1})")
+            object.__setattr__(self, name, tuple(sorted(set(types))))
+        both = set(self.voxel_readout_lesion_only_types) & set(self.voxel_readout_mask_only_types)
+        if both:
+            raise ValueError(f"type {min(both)} is in both voxel_readout_lesion_only_types and "
+                             "voxel_readout_mask_only_types: a type reads the lesion or the mask, choose one")
         if self.lesion_naming == "voxel" and not self.voxel_readout:
             raise ValueError("lesion_naming 'voxel' needs voxel_readout=True (a model trained with the per-voxel readout)")
         if self.lesion_presence not in LESION_PRESENCE_RULES:
@@ -101,6 +109,7 @@ class MaleniaConfig:
         d = asdict(self)
         d["lesion_labels"] = list(self.lesion_labels)
         d["voxel_readout_lesion_only_types"] = list(self.voxel_readout_lesion_only_types)
+        d["voxel_readout_mask_only_types"] = list(self.voxel_readout_mask_only_types)
         return d
 
     @classmethod
