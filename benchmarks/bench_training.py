@@ -100,7 +100,7 @@ def run(cmd: list[str], env: dict, log: Path, cwd: Path) -> dict:
 
 # ----- data --------------------------------------------------------------------------------------
 def prepare_dataset(workdir: Path, env: dict, reuse: bool, dataset_id: int = DATASET_ID, name: str = DATASET_NAME,
-                    synth_args: tuple[str, ...] = (), cases: int | None = 40) -> dict:
+                    synth_args: tuple[str, ...] = (), cases: int | None = 40, seed: int = 0) -> dict:
     """`malenia synth` (extra options: synth_args; cases None: the preset's default) and nnU-Net's
     plan-and-preprocess, unless reusable."""
     raw = workdir / "nnUNet_raw" / f"Dataset{dataset_id:03d}_{name}"
@@ -113,7 +113,7 @@ def prepare_dataset(workdir: Path, env: dict, reuse: bool, dataset_id: int = DAT
             (workdir / folder).mkdir(parents=True, exist_ok=True)
         count = ["--cases", str(cases)] if cases is not None else []
         timings["synth"] = run(["malenia", "synth", "-d", str(dataset_id), "--name", name, *count,
-                                "--seed", "0", "--force", "--output-root", str(workdir / "nnUNet_raw"), *synth_args],
+                                "--seed", str(seed), "--force", "--output-root", str(workdir / "nnUNet_raw"), *synth_args],
                                env, workdir / "logs" / f"synth_{dataset_id}.log", workdir)
         if pre.exists():
             shutil.rmtree(pre)

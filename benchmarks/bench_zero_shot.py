@@ -109,11 +109,11 @@ def main() -> int:
         from nnunetv2_malenia.training.cpu_recipe import CpuRecipe
         schedule = {"tier": args.tier, **CpuRecipe.cpu_schedule, "lr": CpuRecipe.cpu_lr, "n_proc_da": args.n_proc_da,
                     "seed": args.seed}
-        synth, cases = ("--preset", tier["preset"], "--seed", str(args.seed)), None
+        synth, cases = ("--preset", tier["preset"]), None
     else:
         schedule = {"epochs": args.epochs, "iterations": args.iterations, "val_iterations": args.val_iterations,
                     "n_proc_da": args.n_proc_da, "shape": args.shape, "seed": args.seed}
-        synth = ("--shape", *[str(args.shape)] * 3, "--test-cases", str(args.test_cases), "--seed", str(args.seed))
+        synth = ("--shape", *[str(args.shape)] * 3, "--test-cases", str(args.test_cases))
         cases = 40
     print(f"workdir {workdir}", flush=True)
     # (dataset, trainer, spec): spec is how `malenia benchmark -tr` names the model
@@ -129,7 +129,7 @@ def main() -> int:
             chosen = [trainer for dataset, trainer, _ in entries if dataset == (dataset_id, name)]
             if not chosen and dataset_id != ZS[0]:   # 905 is always made: its test set scores every model
                 continue
-            bt.prepare_dataset(workdir, env, args.reuse, dataset_id, name, synth + extra, cases)
+            bt.prepare_dataset(workdir, env, args.reuse, dataset_id, name, synth + extra, cases, args.seed)
             if configuration != "3d_fullres":
                 bt.run(["malenia", "cpu-config", "-d", str(dataset_id), "--name", configuration], env,
                        workdir / "logs" / f"cpu_config_{dataset_id}.log", workdir)
