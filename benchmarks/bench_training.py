@@ -52,7 +52,9 @@ STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?):\s?(.*)$")
 
 
 # ----- environment and subprocesses ----------------------------------------------------------------
-def bench_env(workdir: Path, args) -> dict:
+def nnunet_env(workdir: Path, n_proc_da: int = 2) -> dict:
+    """This process's environment with nnU-Net's folders in `workdir`, the CPU settings, and the
+    benchmark trainers findable by nnU-Net (for training and for prediction)."""
     env = dict(os.environ)
     env.update({
         "nnUNet_raw": str(workdir / "nnUNet_raw"),
@@ -60,17 +62,25 @@ def bench_env(workdir: Path, args) -> dict:
         "nnUNet_results": str(workdir / "nnUNet_results"),
         "nnUNet_compile": "0",
         "nnUNet_def_n_proc": "2",
-        "nnUNet_n_proc_DA": str(args.n_proc_da),
+        "nnUNet_n_proc_DA": str(n_proc_da),
         "OMP_NUM_THREADS": "2",
-        "MALENIA_BENCH_EPOCHS": str(args.epochs),
-        "MALENIA_BENCH_ITERATIONS": str(args.iterations),
-        "MALENIA_BENCH_VAL_ITERATIONS": str(args.val_iterations),
         "PYTHONUNBUFFERED": "1",
     })
     # The installed plugin's .pth has already appended its trainer folder to nnUNet_extTrainer in this
     # process (and will again in the children); keep it and put the benchmark trainers first.
     existing = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p and p != str(TRAINER_DIR)]
     env["nnUNet_extTrainer"] = os.pathsep.join([str(TRAINER_DIR), *existing])
+    return env
+
+
+def bench_env(workdir: Path, args) -> dict:
+    """nnunet_env plus the schedule the benchmark trainers read."""
+    env = nnunet_env(workdir, args.n_proc_da)
+    env.update({
+        "MALENIA_BENCH_EPOCHS": str(args.epochs),
+        "MALENIA_BENCH_ITERATIONS": str(args.iterations),
+        "MALENIA_BENCH_VAL_ITERATIONS": str(args.val_iterations),
+    })
     return env
 
 
