@@ -119,6 +119,13 @@ def main() -> int:
              f"from description k of benchmarks/data/free_text_descriptions.yaml (seen rows unchanged).", "",
              "| class | " + " | ".join(columns) + " | mean of descriptions |",
              "|---|" + "---|" * (len(columns) + 1)]
+    for label in unseen + ["mean unseen"]:
+        if label == "mean unseen":
+            row = [mean([scores[c][d] for d in unseen]) for c in columns]
+        else:
+            row = [scores[c][label] for c in columns]
+        lines.append(f"| {label} | " + " | ".join(f"{100 * v:.1f}" for v in row) +
+                     f" | {100 * mean(row[1:]):.1f} |")
     table_rows = {r["name"] for r in yaml.safe_load((raw / "knowledge_table.yaml").read_text())["diseases"]}
     seen_lesions = [name for name in json.loads((raw / "dataset.json").read_text())["labels"] if name in table_rows]
     row = [mean([scores[c][d] for d in seen_lesions]) for c in columns]

@@ -85,7 +85,7 @@ def test_a_type_the_text_does_not_speak_of_is_left_empty(vocabulary, embed):
     for key in ("density", "density_variation", "enhancement_status", "surface_characteristics", "relationship",
                 "specific_features"):
         assert parsed.values[key] == EMPTY, key
-    assert "not mentioned: skipped in table scoring" in "\n".join(parsed.table_lines())
+    assert "not mentioned: scored as chance" in "\n".join(parsed.table_lines())
     assert parsed.row().unspecified_types() == ("density", "density_variation", "enhancement_status",
                                                 "surface_characteristics", "relationship", "specific_features")
 
@@ -95,7 +95,7 @@ def test_text_with_nothing_of_the_vocabulary_is_an_error(vocabulary, embed):
         parse_description("x", "qwerty", vocabulary, embed)
 
 
-def test_empty_type_in_a_table_is_skipped_in_scoring(vocabulary):
+def test_empty_type_in_a_table_is_scored_as_chance(vocabulary):
     import torch
 
     from nnunetv2_malenia.network.disease_head import DiseaseHead
@@ -110,16 +110,25 @@ def test_empty_type_in_a_table_is_skipped_in_scoring(vocabulary):
     matrix = table.weight_matrix()
     density = [i for i, t in enumerate(vocabulary.value_type) if vocabulary.types[t].key == "density"]
     assert matrix[1, density].sum() == 0 and matrix[0, density].sum() == pytest.approx(1.0)
-    # a token whose density is not the row's: the full row pays for it, the open row does not
     head = DiseaseHead(len(vocabulary.phrases), 2)
     head.set_knowledge_table(torch.from_numpy(matrix), [1, 2], num_labels=3, head_label_map=[0, -1])
-    probs = torch.from_numpy(matrix[0].copy())
-    probs[density] = 0.0
-    probs[vocabulary.value_index("density", "hyperdense lesion")] = 1.0
     value_type = torch.tensor(vocabulary.value_type)
-    p = head.disease_given_token(probs.view(1, 1, 1, -1).expand(1, 1, len(vocabulary.types), -1).clone()
-                                 * torch.nn.functional.one_hot(value_type, len(vocabulary.types)).T, value_type)
-    assert p[0, 0, 1] > 0.99
+
+    def p_given_density(value):
+        probs = torch.from_numpy(matrix[0].copy())
+        probs[density] = 0.0
+        probs[vocabulary.value_index("density", value)] = 1.0
+        return head.disease_given_token(probs.view(1, 1, 1, -1).expand(1, 1, len(vocabulary.types), -1).clone()
+                                        * torch.nn.functional.one_hot(value_type, len(vocabulary.types)).T,
+                                        value_type)[0, 0]
+
+    # a token whose density is not the full row's: the full row pays for it, the open row does not
+    assert p_given_density("hyperdense lesion")[1] > 0.99
+    # a token whose density is the full row's: the open row counts the type as chance (1 / values),
+    # so saying less does not beat saying it right
+    chance = 1.0 / len(density)
+    assert p_given_density("hypodense lesion").tolist() == pytest.approx([1 / (1 + chance), chance / (1 + chance)],
+                                                                         rel=1e-4)
     with pytest.raises(MaleniaError, match="'open' leaves density unspecified"):
         table.row("open").most_likely("density")
 

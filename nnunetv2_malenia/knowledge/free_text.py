@@ -24,8 +24,8 @@ turned into one row over the closed attribute vocabulary, in two stages:
    values taken are the top k (k = 1, 2 or 3, never all of the type's values) whose scores are at
    least `threshold` and lie at least `margin` above the next value's: "clearly above the rest"
    (the measured best margin is 0, i.e. the best value alone, see docs/free_text.md).
-   A type with no such values is left empty, and an empty type is skipped in table scoring
-   (DiseaseHead: a row with no weight in a type contributes no evidence for it).
+   A type with no such values is left empty, and table scoring counts an empty type as chance
+   (DiseaseHead: any value of the type, equally likely, whatever the token reads).
 
 Negation: a clause holding no, not, without, none, nothing, away, separate, apart or free is
 negated; it (and its spans) can only speak for values that are negations themselves ("no specific
@@ -112,7 +112,7 @@ class ParsedDescription:
         return DiseaseRow(self.name, DESCRIPTION_SOURCE, attributes, self.text)
 
     def yaml_row(self) -> dict:
-        """The row as written in attribute_tables/*.yaml (`[]`: type left empty, skipped in scoring)."""
+        """The row as written in attribute_tables/*.yaml (`[]`: type left empty, scored as chance)."""
         attributes = {key: (vals[0] if len(vals) == 1 else list(vals)) for key, vals in self.values.items()}
         return {"name": self.name, "source": DESCRIPTION_SOURCE, "description": self.text, "attributes": attributes}
 
@@ -124,7 +124,7 @@ class ParsedDescription:
         for key, vals in self.values.items():
             why = "; ".join(e.describe() for e in self.evidence.get(key, ()))
             lines.append(f"{key.ljust(width)}{(', '.join(vals) or '(empty)').ljust(value_width)}"
-                         f"{why or 'not mentioned: skipped in table scoring'}")
+                         f"{why or 'not mentioned: scored as chance'}")
         return lines
 
 

@@ -39,7 +39,7 @@ class DiseaseRow:
         return max(weights, key=weights.get)
 
     def unspecified_types(self) -> tuple[str, ...]:
-        """Types the row leaves empty (`[]`): skipped in table scoring (DiseaseHead), as if unknown."""
+        """Types the row leaves empty (`[]`): scored as chance in table scoring (DiseaseHead): any value, equally likely."""
         return tuple(k for k, w in self.attributes.items() if not w)
 
 
@@ -126,7 +126,7 @@ def _parse_attributes(raw_attrs: dict, vocabulary: Vocabulary, file: Path, disea
         raw = raw_attrs.get(attr_type.key)
         if raw is None or raw == "":
             raise TableError(file, f"no value given; give at least one of: {', '.join(attr_type.values)} "
-                             "(or [] to leave the type unspecified: skipped in scoring)",
+                             "(or [] to leave the type unspecified: scored as chance)",
                              row=disease, field=attr_type.key)
         if raw == [] or raw == {}:  # explicitly unspecified (e.g. a free-text description says nothing of it)
             attributes[attr_type.key] = {}
