@@ -130,7 +130,7 @@ def main() -> int:
     seen_lesions = [name for name in json.loads((raw / "dataset.json").read_text())["labels"] if name in table_rows]
     row = [mean([scores[c][d] for d in seen_lesions]) for c in columns]
     lines.append("| mean seen | " + " | ".join(f"{100 * v:.1f}" for v in row) + f" | {100 * mean(row[1:]):.1f} |")
-    lines += ["", "Parsed rows (types left empty are skipped in table scoring):", ""]
+    lines += ["", "Parsed rows (types left empty are scored as chance):", ""]
     for k, rows in parsed.items():
         for disease, p in rows.items():
             values = "; ".join(f"{t}: {', '.join(v) if v else '(empty)'}" for t, v in p["values"].items())
