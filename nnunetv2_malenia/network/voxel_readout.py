@@ -67,12 +67,12 @@ class PerTypeLocal(nn.Module):
     def __init__(self, in_channels: int, num_types: int, lesion_only: Sequence[int] = (),
                  mask_only: Sequence[int] = ()):
         super().__init__()
-        self.lesion_only = frozenset(int(t) for t in lesion_only)
-        self.mask_only = frozenset(int(t) for t in mask_only)
-        if self.lesion_only & self.mask_only:
-            raise ValueError(f"type {min(self.lesion_only & self.mask_only)} cannot read both the lesion and the mask alone")
-        # a lesion-only CNN reads one more channel, the mask; a mask-only CNN reads the mask alone
-        self.views = tuple("lesion" if t in self.lesion_only else "mask" if t in self.mask_only else "image"
+        lesion_only, mask_only = {int(t) for t in lesion_only}, {int(t) for t in mask_only}
+        if lesion_only & mask_only:
+            raise ValueError(f"type {min(lesion_only & mask_only)} cannot read both the lesion and the mask alone")
+        # what each type's CNN reads; a lesion-only CNN reads one more channel, the mask, a mask-only
+        # CNN the mask alone
+        self.views = tuple("lesion" if t in lesion_only else "mask" if t in mask_only else "image"
                            for t in range(num_types))
         width = {"image": in_channels, "lesion": in_channels + 1, "mask": 1}
         self.cnns = nn.ModuleList(local_appearance(width[view], PER_TYPE_CHANNELS) for view in self.views)
