@@ -1,4 +1,4 @@
-"""Unseen lesions segmented from a plain-English description against from their true table rows.
+"""Unseen lesions segmented from plain-English descriptions against their true table rows.
 
 The second measurement of free-text queries (docs/free_text.md): how much segmentation a
 description loses against the curated row. For each of the three paraphrase sets of
@@ -47,11 +47,10 @@ def unseen_diseases(raw: Path) -> list[str]:
     return [name for name, _ in sorted(test.items(), key=lambda kv: kv[1]) if name not in train]
 
 
-def described_table(raw: Path, unseen: list[str], descriptions: dict, k: int, tower: str, target: Path) -> dict:
+def described_table(raw: Path, unseen: list[str], descriptions: dict, k: int, vocabulary, embed,
+                    target: Path) -> dict:
     """Write the test table with each unseen row parsed from description k; returns {disease: parsed values}."""
     doc = yaml.safe_load((raw / "knowledge_table.yaml").read_text())
-    vocabulary = load_knowledge_table(raw / "knowledge_table.yaml").vocabulary
-    embed = tower_embedder(tower)
     parsed = {}
     for i, row in enumerate(doc["diseases"]):
         if row["name"] in unseen:
@@ -101,13 +100,15 @@ def main() -> int:
     if missing:
         parser.error(f"{DATA}: no descriptions of unseen disease {missing[0]!r}")
     sets = min(len(descriptions[d]) for d in unseen)
+    true_table = load_knowledge_table(raw / "knowledge_table.yaml")
+    embed = tower_embedder(args.tower)
 
     scores = {"true rows": benchmark(env, args.trainer, args.configuration, raw / "knowledge_table.yaml",
                                      output / "true_rows", args.min_lesion_ml, args.reuse)}
     parsed = {}
     for k in range(sets):
         table = output / "tables" / f"described_{k}.yaml"
-        parsed[k] = described_table(raw, unseen, descriptions, k, args.tower, table)
+        parsed[k] = described_table(raw, unseen, descriptions, k, true_table.vocabulary, embed, table)
         scores[f"description {k + 1}"] = benchmark(env, args.trainer, args.configuration, table,
                                                    output / f"described_{k}", args.min_lesion_ml, args.reuse)
 
@@ -126,8 +127,8 @@ def main() -> int:
             row = [scores[c][label] for c in columns]
         lines.append(f"| {label} | " + " | ".join(f"{100 * v:.1f}" for v in row) +
                      f" | {100 * mean(row[1:]):.1f} |")
-    table_rows = {r["name"] for r in yaml.safe_load((raw / "knowledge_table.yaml").read_text())["diseases"]}
-    seen_lesions = [name for name in json.loads((raw / "dataset.json").read_text())["labels"] if name in table_rows]
+    seen_lesions = [name for name in json.loads((raw / "dataset.json").read_text())["labels"]
+                    if name in true_table.disease_names]
     row = [mean([scores[c][d] for d in seen_lesions]) for c in columns]
     lines.append("| mean seen | " + " | ".join(f"{100 * v:.1f}" for v in row) + f" | {100 * mean(row[1:]):.1f} |")
     lines += ["", "Parsed rows (types left empty are scored as chance):", ""]

@@ -39,7 +39,8 @@ class DiseaseRow:
         return max(weights, key=weights.get)
 
     def unspecified_types(self) -> tuple[str, ...]:
-        """Types the row leaves empty (`[]`): scored as chance in table scoring (DiseaseHead): any value, equally likely."""
+        """Types the row leaves empty (`[]`): scored as chance in table scoring (DiseaseHead: any
+        value of the type, equally likely)."""
         return tuple(k for k, w in self.attributes.items() if not w)
 
 

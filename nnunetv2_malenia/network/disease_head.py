@@ -90,8 +90,9 @@ class DiseaseHead(ResizableBuffersMixin):
         member = type_one_hot(value_type, num_types)  # (V, T)
         table_t = self.table_weights.float().unsqueeze(-1) * member  # (Dz, V, T)
         mass = torch.einsum("bntv,dvt->bndt", type_probs.float(), table_t)
+        values_per_type = member.sum(0).clamp_min(1)  # (T,)
         if epsilon > 0:
-            uniform = table_t.sum(1) / member.sum(0).clamp_min(1)  # (Dz, T): the mass of a uniform readout
+            uniform = table_t.sum(1) / values_per_type  # (Dz, T): the mass of a uniform readout
             mass = (1 - epsilon) * mass + epsilon * uniform
         row_has_type = table_t.sum(1) > 0  # (Dz, T)
         # A type the row leaves empty ([]: a description that does not speak of it) counts as "any
@@ -99,7 +100,7 @@ class DiseaseHead(ResizableBuffersMixin):
         # it (a factor of 1) let a row that says little beat every row that says more: measured with
         # plain-English rows for the unseen diseases, seen lesions fell from 37.9 to 17.3 DSC
         # (docs/free_text.md, "Measured: descriptions instead of rows").
-        chance = member.sum(0).clamp_min(1).reciprocal().log().expand_as(mass)  # (B, N, Dz, T)
+        chance = values_per_type.reciprocal().log().expand_as(mass)  # (B, N, Dz, T)
         log_l = torch.where(row_has_type, mass.clamp_min(1e-6).log(), chance).sum(-1)
         return torch.softmax(log_l, dim=-1)
 
