@@ -227,6 +227,40 @@ def test_mask_only_types_read_the_lesions_outline_and_not_its_ct_numbers():
     assert only_mask.voxel_readout.needs_lesion_mask
 
 
+def test_relative_lesion_types_read_the_lesions_texture_not_its_ct_number():
+    """With voxel_readout_lesion_relative, a lesion-only type reads the lesion's CT numbers minus
+    their mean over the lesion: the whole lesion 3 units brighter (another organ's lesion with the
+    same texture) reads the same, a different texture does not; without it the brighter lesion reads
+    differently. Density, which reads the image, sees the offset either way."""
+    x = torch.randn(1, 1, *SHAPE)
+    lesion = torch.zeros(1, *SHAPE, dtype=torch.bool)
+    lesion[:, 5:10, 4:11, 5:9] = True
+    brighter = x + 3.0 * lesion.unsqueeze(1)
+    other_texture = x + 2.0 * torch.randn_like(x) * lesion.unsqueeze(1)
+    for relative in (True, False):
+        net = make_net(voxel_readout_local=True, voxel_readout_per_type=True,
+                       voxel_readout_lesion_only_types=(1,), voxel_readout_lesion_relative=relative).eval()
+        readout, channels = net.voxel_readout, net.voxel_readout.local.cnns[0][-2].out_channels
+        type_1 = slice(channels, 2 * channels)
+        with torch.no_grad():
+            read, bright, texture = (readout.features(image, None, lesion) for image in (x, brighter, other_texture))
+        assert not torch.allclose(read[:, :channels], bright[:, :channels])          # type 0 reads the image
+        assert not torch.allclose(read[:, type_1], texture[:, type_1])
+        if relative:
+            torch.testing.assert_close(read[:, type_1], bright[:, type_1])
+        else:
+            assert not torch.allclose(read[:, type_1], bright[:, type_1])
+
+
+def test_relative_lesion_ct_numbers_need_lesion_only_types():
+    with pytest.raises(ValueError, match="voxel_readout_lesion_relative needs voxel_readout_lesion_only_types"):
+        MaleniaConfig(voxel_readout=True, voxel_readout_local=True, voxel_readout_per_type=True,
+                      voxel_readout_lesion_relative=True)
+    cfg = MaleniaConfig(voxel_readout=True, voxel_readout_local=True, voxel_readout_per_type=True,
+                        voxel_readout_lesion_only_types=(1,), voxel_readout_lesion_relative=True)
+    assert MaleniaConfig.from_dict(cfg.to_dict()).voxel_readout_lesion_relative
+
+
 def test_lesion_only_readout_trains_on_the_target_lesions_and_infers_on_the_lesion_mass():
     from unittest import mock
 

@@ -212,3 +212,14 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_perty
         "voxel_readout_lesion_only_types": [ATTRIBUTE_TYPE_KEYS.index(key) for key in
                                             ("density_variation", "specific_features")],
         "voxel_readout_mask_only_types": [ATTRIBUTE_TYPE_KEYS.index("shape")]}
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly_relative(
+        nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly):
+    """... and the lesion-only readouts read the lesion's CT numbers minus their mean over the
+    lesion (MaleniaConfig.voxel_readout_lesion_relative): the absolute CT number is the organ's
+    plus an offset, and so tells the organ."""
+
+    malenia_config = {
+        **nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly.malenia_config,
+        "voxel_readout_lesion_relative": True}

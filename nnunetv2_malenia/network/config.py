@@ -54,6 +54,10 @@ class MaleniaConfig:
     # outline (shape), the lesion's own CT numbers are one more way to tell the organ. Same mask as
     # above; disjoint from voxel_readout_lesion_only_types. Needs voxel_readout_per_type.
     voxel_readout_mask_only_types: tuple[int, ...] = field(default_factory=tuple)
+    # The lesion-only types read the lesion's CT numbers minus their mean over the lesion, not the
+    # absolute ones, which are the organ's plus an offset (network/voxel_readout.py). Needs
+    # voxel_readout_lesion_only_types.
+    voxel_readout_lesion_relative: bool = False
     # Table scoring: each type's readout mixed with this share of a uniform one (disease_head.py).
     row_score_epsilon: float = 0.0
     # Inference-time attribute injection: argmax value per type (False) or similarity-weighted (True).
@@ -99,6 +103,9 @@ class MaleniaConfig:
         if both:
             raise ValueError(f"type {min(both)} is in both voxel_readout_lesion_only_types and "
                              "voxel_readout_mask_only_types: a type reads the lesion or the mask, choose one")
+        if self.voxel_readout_lesion_relative and not self.voxel_readout_lesion_only_types:
+            raise ValueError("voxel_readout_lesion_relative needs voxel_readout_lesion_only_types: only the "
+                             "lesion-only types read the lesion's CT numbers")
         if self.lesion_naming == "voxel" and not self.voxel_readout:
             raise ValueError("lesion_naming 'voxel' needs voxel_readout=True (a model trained with the per-voxel readout)")
         if self.lesion_presence not in LESION_PRESENCE_RULES:

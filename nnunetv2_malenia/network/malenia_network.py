@@ -62,7 +62,8 @@ class MaleniaNetwork(nn.Module):
                                           input_channels if config.voxel_readout_local else None,
                                           config.num_attribute_types if config.voxel_readout_per_type else None,
                                           config.voxel_readout_lesion_only_types,
-                                          config.voxel_readout_mask_only_types) \
+                                          config.voxel_readout_mask_only_types,
+                                          config.voxel_readout_lesion_relative) \
             if config.voxel_readout else None
         self._kept: list[dict] | None = None  # see keep_next_details
 

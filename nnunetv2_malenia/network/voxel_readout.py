@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 VOXELS_PER_LESION = 64
 LOCAL_CHANNELS = 16  # at 32 an epoch of the CPU tier took 84.5 s, against about 37 s without the local CNN
 LOCAL_DILATIONS = (1, 2, 4)  # 3^3 kernels: a receptive field of 15 voxels
+LOCAL_FIELD = 1 + 2 * sum(LOCAL_DILATIONS)
 # per-type readout: channels of each type's own local CNN and hidden units of its own MLP. Eight
 # CNNs of 4 channels: 0.45 s forward+backward on a batch of 2 x 48^3 against 0.23 s for the shared
 # 16-channel one (8 channels: 0.93 s)
@@ -48,6 +49,25 @@ def local_appearance(in_channels: int, channels_out: int = LOCAL_CHANNELS) -> nn
     return nn.Sequential(*layers)
 
 
+def _box_sum(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Sum over a width^3 box around each voxel (zero padding), as three 1-D passes."""
+    for axis in range(3):
+        kernel, padding = [1, 1, 1], [0, 0, 0]
+        kernel[axis], padding[axis] = width, width // 2
+        x = nn.functional.avg_pool3d(x, tuple(kernel), stride=1, padding=tuple(padding), count_include_pad=True)
+    return x * width ** 3
+
+
+def lesion_relative(image: torch.Tensor, mask: torch.Tensor, width: int = LOCAL_FIELD) -> torch.Tensor:
+    """image (B, C, X, Y, Z) minus its mean over the lesion voxels (mask (B, 1, X, Y, Z), 0/1) in a
+    width^3 box around each voxel, zero outside the mask. The box is the local CNN's receptive
+    field: a lesion's mean without connected components (which would not run on the GPU), and
+    lesions further apart than that do not mix."""
+    lesion_sum = _box_sum(image * mask, width)
+    count = _box_sum(mask, width).clamp_min(1.0)
+    return (image - lesion_sum / count) * mask
+
+
 class PerTypeLocal(nn.Module):
     """T local CNNs side by side, one per attribute type: image -> (B, T * PER_TYPE_CHANNELS, ...).
     Separate modules, not one grouped convolution, which on CPU was slower still (1.19 s against
@@ -62,11 +82,22 @@ class PerTypeLocal(nn.Module):
 
     The CNNs of `mask_only` types read the mask alone. Why: read from the lesion alone, shape was
     still right on only 0.24 of unseen lesions (0.67 of seen ones); the lesion's own CT numbers
-    still tell the organ, and the organ the disease. An outline is all a shape value describes."""
+    still tell the organ, and the organ the disease. An outline is all a shape value describes.
+
+    With `relative`, the lesion-only CNNs read the lesion's CT numbers minus their mean over the
+    lesion (`lesion_relative`). Why: a lesion's absolute CT number is its organ's plus an offset,
+    so it tells the organ; on the varied tier splenic metastases (heterogeneous, with decreased
+    density areas) were read as homogeneous with no specific features, the values of the spleen's
+    seen lesions. Density variation and specific features are texture within the lesion, which
+    the deviations from its own mean keep; density, the one type that is the offset itself, reads
+    the image."""
 
     def __init__(self, in_channels: int, num_types: int, lesion_only: Sequence[int] = (),
-                 mask_only: Sequence[int] = ()):
+                 mask_only: Sequence[int] = (), relative: bool = False):
         super().__init__()
+        if relative and not lesion_only:
+            raise ValueError("relative lesion CT numbers need lesion-only types")
+        self.relative = relative
         lesion_only, mask_only = {int(t) for t in lesion_only}, {int(t) for t in mask_only}
         if lesion_only & mask_only:
             raise ValueError(f"type {min(lesion_only & mask_only)} cannot read both the lesion and the mask alone")
@@ -88,7 +119,8 @@ class PerTypeLocal(nn.Module):
                 raise ValueError("this readout reads some types from the lesion alone: pass lesion_mask "
                                  "(B, X, Y, Z), the lesions' voxels")
             mask = lesion_mask.unsqueeze(1).to(image.dtype)
-            inputs.update(lesion=torch.cat([image * mask, mask], dim=1), mask=mask)
+            content = lesion_relative(image, mask) if self.relative else image * mask
+            inputs.update(lesion=torch.cat([content, mask], dim=1), mask=mask)
         return torch.cat([cnn(inputs[view]) for view, cnn in zip(self.views, self.cnns)], dim=1)
 
 
@@ -124,7 +156,7 @@ class VoxelReadout(nn.Module):
 
     def __init__(self, pixel_channels: int, hidden_dim: int, text_dim: int, local_in_channels: int | None = None,
                  num_types: int | None = None, lesion_only_types: Sequence[int] = (),
-                 mask_only_types: Sequence[int] = ()):
+                 mask_only_types: Sequence[int] = (), lesion_relative: bool = False):
         super().__init__()
         if num_types and not local_in_channels:
             raise ValueError("a per-type voxel readout needs the local CNN (local_in_channels)")
@@ -132,7 +164,8 @@ class VoxelReadout(nn.Module):
             raise ValueError("lesion-only and mask-only types need the per-type readout (num_types)")
         self.per_type = bool(num_types)
         if self.per_type:
-            self.local = PerTypeLocal(local_in_channels, num_types, lesion_only_types, mask_only_types)
+            self.local = PerTypeLocal(local_in_channels, num_types, lesion_only_types, mask_only_types,
+                                      lesion_relative)
             self.mlp = PerTypeMLP(num_types, PER_TYPE_CHANNELS, PER_TYPE_HIDDEN, text_dim)
             return
         self.local = local_appearance(local_in_channels) if local_in_channels else None
