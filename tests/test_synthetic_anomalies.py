@@ -2,6 +2,7 @@
 import pytest
 import numpy as np
 import torch
+from scipy import ndimage
 
 from nnunetv2_malenia.loss import multi_positive_nce
 from nnunetv2_malenia.training.synthetic_anomalies import AnomalyConfig, paste_anomalies
@@ -122,6 +123,49 @@ def test_label_in_head_marks_the_blobs_as_a_lesion_in_every_deep_supervision_tar
     assert int((half[1, 0] == 7).sum()) == 8 and (half[0] == 0).all()   # the 2x2x2 block of a 4^3 map
     with pytest.raises(ValueError, match="label_in_head must be 'organ' or 'lesion', got 'both'"):
         AnomalyConfig(label_in_head="both")
+
+
+def test_feature_blobs_show_the_feature_they_are_named_by():
+    """With feature_probability 1 every blob that can hold one gets one specific feature, and the
+    image shows it (units: 1 HU = 0.01, flat sharp blobs on a zero image): calcium dots 300+ HU
+    above the blob, darker areas 60+ HU below it, a rim 60+ HU above the interior."""
+    cfg = AnomalyConfig(probability=1.0, max_per_patch=2, heterogeneity=(0.0, 0.05), margin_blur_voxels=(0.0, 0.0),
+                        irregularity=(0.0, 0.05), describe=True, feature_probability=1.0)
+    rng = np.random.default_rng(5)
+    seen = set()
+    for _ in range(20):
+        image, seg = _phantom()
+        for blob in paste_anomalies(image, seg, {LESION}, 4, cfg, 0.01, (-100.0, 100.0), rng):
+            hu = image[0] / 0.01
+            feature = [p for p in blob.properties if p in ("calcified", "darker areas", "rim")]
+            assert len(feature) == 1 and "plain" not in blob.properties
+            body = np.median(hu[blob.mask])
+            if feature == ["calcified"]:
+                assert hu[blob.mask].max() >= body + 300 * 0.95
+            elif feature == ["darker areas"]:
+                assert hu[blob.mask].min() <= body - 60 * 0.95
+            else:
+                interior = ndimage.binary_erosion(blob.mask)
+                assert hu[blob.mask & ~interior].mean() >= hu[interior].mean() + 60 * 0.9
+            seen.add(feature[0])
+    assert seen == {"calcified", "darker areas", "rim"}
+
+
+def test_a_flat_blob_without_a_feature_has_no_specific_features_and_features_off_name_none():
+    rng = np.random.default_rng(6)
+    flat = dict(probability=1.0, heterogeneity=(0.0, 0.05), margin_blur_voxels=(0.0, 0.0), describe=True)
+    image, seg = _phantom()
+    blobs = [b for _ in range(10) for b in paste_anomalies(image, seg, {LESION}, 4,
+                                                           AnomalyConfig(**flat, feature_probability=1e-9),
+                                                           0.01, (-10.0, 10.0), rng)]
+    assert blobs and all("plain" in b.properties for b in blobs)
+    textured = AnomalyConfig(probability=1.0, heterogeneity=(0.5, 0.6), describe=True, feature_probability=1e-9)
+    assert all("plain" not in b.properties for b in paste_anomalies(image, seg, {LESION}, 4, textured, 0.01,
+                                                                     (-10.0, 10.0), rng))
+    assert all(set(b.properties).isdisjoint({"plain", "calcified", "darker areas", "rim"})
+               for b in paste_anomalies(image, seg, {LESION}, 4, AnomalyConfig(**flat), 0.01, (-10.0, 10.0), rng))
+    with pytest.raises(ValueError, match="feature_probability must be in"):
+        AnomalyConfig(feature_probability=1.5)
 
 
 def test_tissue_blobs_take_an_absolute_ct_number_whatever_their_organ():
