@@ -35,6 +35,9 @@ classes, as well as from fully labelled data? One run, everything sequential on 
        (b) naive:   nnUNetTrainer_cpu on 924 (ignores annotated_labels.json: unlabelled = background)
        (c) full:    nnUNetTrainer_cpu on 905 (the fully labelled data; the model bench_zero_shot.py
            trains, reused with --reuse when its schedule matches)
+       (d) twothirds: nnUNetTrainer_cpu_twothirds on 905, trained on source A's and C's cases only
+           (the control: the classes B drops see the same labelled lesions as in (a), and nothing
+           unlabelled; (a)-(d) on them is the loss's part of (a)-(c), (d)-(c) the missing labels')
 3. `--stage evaluate`: each model predicts 905's fully labelled test set
        nnUNetv2_predict -i .../Dataset905_MaleniaZS/imagesTs -o OUT -d ID -c 3d_cpu -f 0 -tr TRAINER
                         -device cpu -npp 0 -nps 0 --disable_tta
@@ -44,7 +47,8 @@ classes, as well as from fully labelled data? One run, everything sequential on 
    NSD at --tolerance-mm; cases where the class is absent from both GT and prediction left out;
    the test set's unseen diseases are in the GT but scored for no model). Table: rows = classes,
    columns (a), (b), (c), (a)-(c), (b)-(c), which sources drop the class; the goal checks ((a)
-   within 3 DSC points of (c) on every class; (b) worse on the classes some source drops); training
+   within 3 DSC points of (c) on every class; (b) worse on the classes some source drops; with (d),
+   (a)-(d) and (d)-(c) on the classes source B drops); training
    and prediction wall time and peak RSS; whether (a)'s log shows the marginal loss and (b)'s not.
 
 Results: WORKDIR/partial_labels/bench_partial_labels.md and .json (and data.json, predictions/,
@@ -99,6 +103,7 @@ MODELS = {
     "partial": ("(a) partial-label loss", "merged", "nnUNetTrainer_cpu_partial"),
     "naive": ("(b) naive", "merged", "nnUNetTrainer_cpu"),
     "full": ("(c) fully labelled", "source", "nnUNetTrainer_cpu"),
+    "twothirds": ("(d) fully labelled, sources A + C's cases", "source", "nnUNetTrainer_cpu_twothirds"),
 }
 MARGINAL_LOG_LINE = "partial labels (annotated_labels.json)"   # PartialLabels._build_loss's log line
 
@@ -610,6 +615,16 @@ def goal_lines(scores: dict, classes: list[str], dropped_by: dict) -> list[str]:
             line += (f"; on the {len(kept)} class{'es' if len(kept) != 1 else ''} no source drops (control): "
                      f"(b)-(c) {100 * gap(kept, 'full'):+.1f}")
         out.append(line + ".")
+    if "twothirds" in scores and "partial" in scores:
+        b_drops = [n for n in classes if "B" in dropped_by[n]]
+
+        def gap_b(model, other):
+            return mean(scores[model][n]["dsc"] - scores[other][n]["dsc"] for n in b_drops
+                        if scores[model][n]["dsc"] is not None and scores[other][n]["dsc"] is not None)
+
+        out.append(f"- Control (d), on the {len(b_drops)} classes source B drops (the same labelled cases as in "
+                   f"(a)): (a)-(d) {100 * gap_b('partial', 'twothirds'):+.1f} DSC points (the loss), (d)-(c) "
+                   f"{100 * gap_b('twothirds', 'full'):+.1f} (a third fewer labelled cases).")
     return out
 
 

@@ -160,6 +160,26 @@ class nnUNetTrainer_cpu_partial(CpuRecipe, PartialLabels, nnUNetTrainer):
     nnUNetTrainer_cpu unchanged."""
 
 
+class nnUNetTrainer_cpu_twothirds(CpuRecipe, nnUNetTrainer):
+    """nnUNetTrainer_cpu on a fully labelled dataset, trained on two thirds of its fold's training
+    cases: those that bench_partial_labels.py deals to sources A and C (sorted case ids, case i ->
+    source i mod 3; source B's are left out; validation unchanged). The control of the partial-label
+    benchmark: the spleen and kidney classes, which source B drops, see here exactly the labelled
+    lesions they see in the merged dataset, with nothing unlabelled beside them, so a gap between
+    this model and the partial-label one is the loss's and a gap to nnUNetTrainer_cpu the labels'."""
+
+    left_out_source = 1   # B
+
+    def do_split(self):
+        tr_keys, val_keys = super().do_split()
+        every_case = sorted(self.dataset_class.get_identifiers(self.preprocessed_dataset_folder))
+        left_out = set(every_case[self.left_out_source::3])
+        kept = [k for k in tr_keys if k not in left_out]
+        self.print_to_log_file(f"two thirds of the training cases: {len(kept)} of {len(tr_keys)} "
+                               f"(left out: source {'ABC'[self.left_out_source]}'s)")
+        return kept, val_keys
+
+
 class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_tissue(
         nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead):
     """... half of the blobs made of another tissue (an absolute CT number: soft-tissue nodules in the lung)."""
