@@ -243,3 +243,12 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_perty
     malenia_config = {
         **nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly.malenia_config,
         "voxel_readout_lesion_relative": True}
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly_featureblobs(
+        nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly):
+    """... and three in four described anomalies carry a specific feature (calcium dots, darker
+    areas or a thin rim; AnomalyConfig.feature_probability): in the seen rows each feature belongs
+    to one or two organs, on the blobs to every organ."""
+
+    anomalies = AnomalyConfig(describe=True, label_in_head="lesion", feature_probability=0.75)
