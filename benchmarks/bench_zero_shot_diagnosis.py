@@ -123,6 +123,9 @@ def lesion_rows(network, data, seg, truth: dict, disease_of_label: dict[int, str
             rows[-1]["named_by_voxels"] = names[int(voxel_disease.sum(1).argmax())] == disease
             rows[-1]["voxel_attribute_correct"] = {t.key: bool(true[int(voxel_attr[i].argmax())])
                                                    for i, t in enumerate(vocabulary.types)}
+            # what was read, not only whether it was right: which seen disease an unseen lesion reads like
+            rows[-1]["voxel_attribute_read"] = {t.key: vocabulary.phrases[int(voxel_attr[i].argmax())]
+                                                for i, t in enumerate(vocabulary.types)}
     return rows
 
 
@@ -169,7 +172,29 @@ def summarise(rows: list[dict], unseen: set[str], type_keys) -> tuple[dict, str]
         split = "unseen" if name in unseen or name == "mean unseen" else "seen"
         cells = [str(values[c]) if c == "lesions" else f"{values[c]:.2f}" for c in columns]
         lines.append(f"| {name} | {split} | " + " | ".join(cells) + " |")
-    return table, "\n".join(lines) + "\n"
+    return table, "\n".join(lines) + "\n" + _read_values(groups, order, type_keys)
+
+
+def _read_values(groups: dict[str, list[dict]], order: list[str], type_keys) -> str:
+    """Per disease and type, the values the voxel readout reads (argmax over each lesion, mask
+    given), most common first with their counts: which seen disease a lesion reads like."""
+    diseases = [d for d in order if not d.startswith("mean ") and groups[d]
+                and all("voxel_attribute_read" in r for r in groups[d])]
+    if not diseases:
+        return ""
+    lines = ["", "Values read by the voxel readout (lesions per value, mask given):", "",
+             "| disease | " + " | ".join(k.replace("_", " ") for k in type_keys) + " |",
+             "|---|" + "---|" * len(type_keys)]
+    for disease in diseases:
+        cells = []
+        for key in type_keys:
+            counts: dict[str, int] = {}
+            for row in groups[disease]:
+                value = row["voxel_attribute_read"][key]
+                counts[value] = counts.get(value, 0) + 1
+            cells.append(", ".join(f"{v} {n}" for v, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+        lines.append(f"| {disease} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
