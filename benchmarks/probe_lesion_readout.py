@@ -1,0 +1,210 @@
+"""Probe a lesion readout in minutes: which attribute values does it read on unseen lesions?
+
+A full Malenia training on the varied tier takes about 50 minutes of the 2 cores, and one training
+moves per-type accuracies as much as a change does. The naming half of zero-shot (is an unseen
+lesion read with its own row's values?) can be asked of the readout alone: this script crops every
+ground-truth lesion of a synthetic dataset (24^3 voxels around it, the image normalised as nnU-Net's
+CT normalisation does, with the dataset's foreground percentiles), trains the readout's local CNN
+(network/voxel_readout.local_appearance, 15-voxel receptive field) and a per-voxel MLP on the
+training cases' lesions, seen diseases only, and reads the test cases' lesions, unseen ones
+included, with the mask given (the mean over the lesion's voxels, as bench_zero_shot_diagnosis.py
+does). What it leaves out, on purpose: the backbone, the tokens, the synthetic anomalies and the
+text tower (values are classes here, not text embeddings). What it measured first
+(docs/benchmarks.md): it reproduces the trained model's failure on the specific features of
+splenic metastases and kidney abscesses, read as the seen diseases of their organ.
+
+    python3 benchmarks/probe_lesion_readout.py -r /work/zs_varied/nnUNet_raw/Dataset905_MaleniaZS \\
+        --type specific_features --view lesion --seeds 0 1 2
+
+Views (what the CNN reads, as PerTypeLocal's): `image` the crop; `lesion` the image inside the
+lesion mask and the mask; `relative` the same with the lesion's CT numbers minus their mean
+(voxel_readout.lesion_relative); `mask` the mask alone. `--pool` adds each lesion's mean feature
+to every voxel's. Each row also gives the accuracy after logit adjustment (the readout's
+log-probabilities minus `--tau` x the log of the values' frequencies among the training lesions:
+a balanced decision rule, Menon et al. 2021), which needs no retraining.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+HALF = 12  # crops of (2 * HALF)^3 voxels, centred on the lesion
+STEPS_DEFAULT = 1200
+LESIONS_PER_STEP = 16
+VOXELS_PER_LESION = 64  # as the model's readout (voxel_readout.VOXELS_PER_LESION)
+
+
+def ct_normalisation(raw: Path, cases: list[str]) -> tuple[float, float, float, float]:
+    """(low, high, mean, std) of the training foreground (labelled voxels), as nnU-Net's
+    fingerprint and CTNormalization compute them: clip to the 0.5 / 99.5 percentiles, then z-score."""
+    import SimpleITK as sitk
+
+    values = []
+    for case in cases:
+        image = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "imagesTr" / f"{case}_0000.nii.gz")))
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "labelsTr" / f"{case}.nii.gz")))
+        values.append(image[labels > 0].astype(np.float32))
+    v = np.concatenate(values)
+    return float(np.percentile(v, 0.5)), float(np.percentile(v, 99.5)), float(v.mean()), float(v.std())
+
+
+def lesion_crops(raw: Path) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """(images (L, S, S, S) float32, masks (L, S, S, S) bool, records) for every connected lesion of at
+    least 50 voxels in imagesTr/labelsTr and imagesTs/labelsTs; a record is the lesion's entry of
+    lesion_attributes.json plus its split ("Tr"/"Ts") and case."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    truth = json.loads((raw / "lesion_attributes.json").read_text())["cases"]
+    train_cases = sorted(p.name[:-len(".nii.gz")] for p in (raw / "labelsTr").glob("*.nii.gz"))
+    low, high, mean, std = ct_normalisation(raw, train_cases)
+    images, masks, records = [], [], []
+    for split in ("Tr", "Ts"):
+        for path in sorted((raw / f"labels{split}").glob("*.nii.gz")):
+            case = path.name[:-len(".nii.gz")]
+            labels = np.pad(sitk.GetArrayFromImage(sitk.ReadImage(str(path))), HALF)
+            image = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / f"images{split}" / f"{case}_0000.nii.gz")))
+            image = np.pad((np.clip(image.astype(np.float32), low, high) - mean) / std, HALF,
+                           constant_values=(low - mean) / std)
+            for label, record in truth.get(case, {}).items():
+                components, count = ndimage.label(labels == int(label), structure=np.ones((3, 3, 3)))
+                for index in range(1, count + 1):
+                    mask = components == index
+                    if mask.sum() < 50:
+                        continue
+                    centre = np.round(np.argwhere(mask).mean(0)).astype(int)
+                    box = tuple(slice(c - HALF, c + HALF) for c in centre)
+                    images.append(image[box])
+                    masks.append(mask[box])
+                    records.append({"split": split, "case": case, **record})
+    return np.stack(images), np.stack(masks), records
+
+
+def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: str, view: str, channels: int,
+        pool: bool, steps: int, seed: int, tau: float) -> dict[str, list[tuple[bool, bool, str]]]:
+    """Train one readout, read every test lesion: disease -> [(right, right after adjustment, value read)]."""
+    import torch
+    from torch import nn
+
+    from nnunetv2_malenia.network.voxel_readout import lesion_relative, local_appearance
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+
+    def values_of(record: dict) -> list[str]:
+        value = record["attributes"][type_key]
+        return value if isinstance(value, list) else [value]
+
+    values = sorted({v for r in records for v in values_of(r)})
+    positive = torch.zeros(len(records), len(values), dtype=torch.bool)
+    for i, record in enumerate(records):
+        for v in values_of(record):
+            positive[i, values.index(v)] = True
+    train = [i for i, r in enumerate(records) if r["split"] == "Tr"]
+    test = [i for i, r in enumerate(records) if r["split"] == "Ts"]
+    log_prior = positive[train].float().mean(0).clamp_min(1e-3)
+    log_prior = (log_prior / log_prior.sum()).log()
+    image_t, mask_t = torch.from_numpy(images), torch.from_numpy(masks).float()
+
+    def inputs(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, m = image_t[index, None], mask_t[index, None]
+        if view == "image":
+            return x, m
+        if view == "mask":
+            return m, m
+        content = lesion_relative(x, m) if view == "relative" else x * m
+        return torch.cat([content, m], 1), m
+
+    cnn = local_appearance(1 if view in ("image", "mask") else 2, channels)
+    mlp = nn.Sequential(nn.Linear(channels * (2 if pool else 1), 32), nn.GELU(), nn.Linear(32, len(values)))
+    optimiser = torch.optim.AdamW([*cnn.parameters(), *mlp.parameters()], 1e-3)
+
+    def features(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        f = cnn(x)
+        if pool:
+            mean = (f * m).sum((2, 3, 4), keepdim=True) / m.sum((2, 3, 4), keepdim=True).clamp_min(1)
+            f = torch.cat([f, mean.expand_as(f)], 1)
+        return f.permute(0, 2, 3, 4, 1)
+
+    for _ in range(steps):
+        index = torch.from_numpy(rng.choice(train, LESIONS_PER_STEP))
+        x, m = inputs(index)
+        for axis in (2, 3, 4):  # mirroring, as nnU-Net's augmentation does
+            if rng.random() < 0.5:
+                x, m = x.flip(axis), m.flip(axis)
+        f = features(x, m)
+        loss = x.new_zeros(())
+        for b in range(len(index)):
+            where = m[b, 0].nonzero()
+            where = where[torch.randperm(len(where))[:VOXELS_PER_LESION]]
+            log_p = mlp(f[b, where[:, 0], where[:, 1], where[:, 2]]).log_softmax(-1)
+            loss = loss - torch.logsumexp(log_p[:, positive[index[b]]], -1).mean()  # any true value
+        optimiser.zero_grad()
+        (loss / len(index)).backward()
+        optimiser.step()
+
+    out: dict[str, list[tuple[bool, bool, str]]] = {}
+    with torch.no_grad():
+        for i in test:
+            x, m = inputs(torch.tensor([i]))
+            probs = mlp(features(x, m)[0][m[0, 0] > 0]).softmax(-1).mean(0)
+            read, adjusted = int(probs.argmax()), int((probs.log() - tau * log_prior).argmax())
+            out.setdefault(records[i]["disease"], []).append(
+                (bool(positive[i, read]), bool(positive[i, adjusted]), values[read]))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-r", "--raw", type=Path, required=True,
+                        help="raw dataset folder of a `malenia synth` dataset (imagesTr/Ts, labelsTr/Ts, "
+                             "lesion_attributes.json, dataset_test.json)")
+    parser.add_argument("--type", default="specific_features", help="attribute type key (default: specific_features)")
+    parser.add_argument("--view", choices=("image", "lesion", "relative", "mask"), default="lesion",
+                        help="what the CNN reads (default: lesion, as the lesion-only types)")
+    parser.add_argument("--channels", type=int, default=4, help="CNN channels (default 4: PER_TYPE_CHANNELS)")
+    parser.add_argument("--pool", action="store_true", help="add the lesion's mean feature to each voxel's")
+    parser.add_argument("--steps", type=int, default=STEPS_DEFAULT,
+                        help=f"training steps of {LESIONS_PER_STEP} lesions (default {STEPS_DEFAULT}: about 2 min "
+                             "on one core at 4 channels)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training per seed (default: 0)")
+    parser.add_argument("--tau", type=float, default=1.0, help="logit adjustment strength (default 1)")
+    args = parser.parse_args()
+    if not (args.raw / "lesion_attributes.json").is_file():
+        parser.error(f"{args.raw}: no lesion_attributes.json; pass the raw folder of a `malenia synth` dataset")
+
+    import torch
+
+    torch.set_num_threads(1)
+    unseen = set(json.loads((args.raw / "dataset_test.json").read_text())["unseen_diseases"])
+    images, masks, records = lesion_crops(args.raw)
+    results: dict[str, list[tuple[bool, bool, str]]] = {}
+    for seed in args.seeds:
+        for disease, rows in run(images, masks, records, args.type, args.view, args.channels, args.pool,
+                                 args.steps, seed, args.tau).items():
+            results.setdefault(disease, []).extend(rows)
+    print(f"type {args.type}, view {args.view}, {args.channels} channels{', pooled' if args.pool else ''}, "
+          f"{args.steps} steps, seeds {args.seeds}, tau {args.tau}; accuracy of the value read (mask given)")
+    print("| disease | split | reads | right | right, adjusted | values read |")
+    print("|---|---|---|---|---|---|")
+    for disease in sorted(results, key=lambda d: (d in unseen, d)):
+        rows = results[disease]
+        counts = Counter(value for _, _, value in rows).most_common()
+        print(f"| {disease} | {'unseen' if disease in unseen else 'seen'} | {len(rows)} | "
+              f"{np.mean([r[0] for r in rows]):.2f} | {np.mean([r[1] for r in rows]):.2f} | "
+              + ", ".join(f"{v} {n}" for v, n in counts) + " |")
+    for split in ("seen", "unseen"):
+        rows = [r for d, rs in results.items() if (d in unseen) == (split == "unseen") for r in rs]
+        print(f"| **all {split} lesions** | | {len(rows)} | {np.mean([r[0] for r in rows]):.2f} | "
+              f"{np.mean([r[1] for r in rows]):.2f} | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
