@@ -49,13 +49,13 @@ def local_appearance(in_channels: int, channels_out: int = LOCAL_CHANNELS) -> nn
     return nn.Sequential(*layers)
 
 
-def _box_sum(x: torch.Tensor, width: int) -> torch.Tensor:
-    """Sum over a width^3 box around each voxel (zero padding), as three 1-D passes."""
+def _box_mean(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Mean over a width^3 box around each voxel (zero padding counted), as three 1-D passes."""
     for axis in range(3):
         kernel, padding = [1, 1, 1], [0, 0, 0]
         kernel[axis], padding[axis] = width, width // 2
         x = nn.functional.avg_pool3d(x, tuple(kernel), stride=1, padding=tuple(padding), count_include_pad=True)
-    return x * width ** 3
+    return x
 
 
 def lesion_relative(image: torch.Tensor, mask: torch.Tensor, width: int = LOCAL_FIELD) -> torch.Tensor:
@@ -63,9 +63,9 @@ def lesion_relative(image: torch.Tensor, mask: torch.Tensor, width: int = LOCAL_
     width^3 box around each voxel, zero outside the mask. The box is the local CNN's receptive
     field: a lesion's mean without connected components (which would not run on the GPU), and
     lesions further apart than that do not mix."""
-    lesion_sum = _box_sum(image * mask, width)
-    count = _box_sum(mask, width).clamp_min(1.0)
-    return (image - lesion_sum / count) * mask
+    # the ratio of two box means is the mean over the box's lesion voxels (at least one voxel's worth)
+    lesion_mean = _box_mean(image * mask, width) / _box_mean(mask, width).clamp_min(1.0 / width ** 3)
+    return (image - lesion_mean) * mask
 
 
 class PerTypeLocal(nn.Module):

@@ -123,27 +123,27 @@ def _feature_field(feature: str, mask: np.ndarray, cfg: AnomalyConfig, rng: np.r
     definition with no knowledge of any renderer: calcified foci are 1-4 dots of up to 1.5 voxels'
     radius far brighter than the organ; decreased density areas are 1-2 regions of 30-50 % of the blob's
     radius darker than the blob; a thin cystic wall is the blob's one-voxel rim, brighter than the
-    organ. None when the blob is too small to hold it."""
+    organ. None when the blob is too small to hold it. Drawn in the blob's bounding box."""
     field = np.zeros(mask.shape, dtype=np.float32)
-    interior = ndimage.binary_erosion(mask, iterations=1)
-    if feature == "rim":
-        rim = mask & ~interior
-        if not interior.any():
-            return None
-        field[rim] = rng.uniform(*cfg.rim_hu)
-        return field
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    blob, out = mask[box], field[box]   # views: writing `out` writes `field`
+    interior = ndimage.binary_erosion(blob, iterations=1)   # the box is tight: its faces are outside the blob
     inside = np.argwhere(interior)
     if not len(inside):
         return None
-    radius = (3.0 * mask.sum() / (4.0 * np.pi)) ** (1.0 / 3.0)
-    grid = np.indices(mask.shape, dtype=np.float32)
-    count, size, value = ((int(rng.integers(1, 5)), lambda: rng.uniform(0.8, 1.5), rng.uniform(*cfg.calcium_hu))
-                          if feature == "calcified" else
-                          (int(rng.integers(1, 3)), lambda: rng.uniform(0.3, 0.5) * radius, -rng.uniform(*cfg.darker_area_hu)))
+    if feature == "rim":
+        out[blob & ~interior] = rng.uniform(*cfg.rim_hu)
+        return field
+    if feature == "calcified":
+        count, value = int(rng.integers(1, 5)), rng.uniform(*cfg.calcium_hu)
+    else:
+        radius = (3.0 * mask.sum() / (4.0 * np.pi)) ** (1.0 / 3.0)
+        count, value = int(rng.integers(1, 3)), -rng.uniform(*cfg.darker_area_hu)
+    grid = np.indices(blob.shape, dtype=np.float32)
     for _ in range(count):
         centre = inside[rng.integers(len(inside))]
-        r = size()
-        field[(((grid - centre[:, None, None, None]) ** 2).sum(0) <= r * r) & interior] = value
+        r = rng.uniform(0.8, 1.5) if feature == "calcified" else rng.uniform(0.3, 0.5) * radius
+        out[(((grid - centre[:, None, None, None]) ** 2).sum(0) <= r * r) & interior] = value
     return field
 
 
