@@ -8,8 +8,8 @@ CT normalisation does, with the dataset's foreground percentiles), trains the re
 (network/voxel_readout.local_appearance, 15-voxel receptive field) and a per-voxel MLP on the
 training cases' lesions, seen diseases only, and reads the test cases' lesions, unseen ones
 included, with the mask given (the mean over the lesion's voxels, as bench_zero_shot_diagnosis.py
-does). What it leaves out, on purpose: the backbone, the tokens, the synthetic anomalies and the
-text tower (values are classes here, not text embeddings). What it measured first
+does). What it leaves out, on purpose: the backbone, the tokens, the text tower (values are
+classes here, not text embeddings) and, unless `--anomalies`, the synthetic anomalies. What it measured first
 (docs/benchmarks.md): it reproduces the trained model's failure on the specific features of
 splenic metastases and kidney abscesses, read as the seen diseases of their organ.
 
@@ -54,10 +54,14 @@ def ct_normalisation(raw: Path, cases: list[str]) -> tuple[float, float, float, 
     return float(np.percentile(v, 0.5)), float(np.percentile(v, 99.5)), float(v.mean()), float(v.std())
 
 
-def lesion_crops(raw: Path) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+def lesion_crops(raw: Path, anomalies: int = 0, feature_probability: float = 0.0,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """(images (L, S, S, S) float32, masks (L, S, S, S) bool, records) for every connected lesion of at
     least 50 voxels in imagesTr/labelsTr and imagesTs/labelsTs; a record is the lesion's entry of
-    lesion_attributes.json plus its split ("Tr"/"Ts") and case."""
+    lesion_attributes.json plus its split ("Tr"/"Ts") and case. With `anomalies`, that many more
+    training records: blobs of the trainers' synthetic anomalies (AnomalyConfig(describe=True,
+    feature_probability=...)) pasted into the organs of random training cases, with the values
+    their drawing names (disease "anomaly")."""
     import SimpleITK as sitk
     from scipy import ndimage
 
@@ -65,6 +69,7 @@ def lesion_crops(raw: Path) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     train_cases = sorted(p.name[:-len(".nii.gz")] for p in (raw / "labelsTr").glob("*.nii.gz"))
     low, high, mean, std = ct_normalisation(raw, train_cases)
     images, masks, records = [], [], []
+    training_maps = []
     for split in ("Tr", "Ts"):
         for path in sorted((raw / f"labels{split}").glob("*.nii.gz")):
             case = path.name[:-len(".nii.gz")]
@@ -72,6 +77,8 @@ def lesion_crops(raw: Path) -> tuple[np.ndarray, np.ndarray, list[dict]]:
             image = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / f"images{split}" / f"{case}_0000.nii.gz")))
             image = np.pad((np.clip(image.astype(np.float32), low, high) - mean) / std, HALF,
                            constant_values=(low - mean) / std)
+            if split == "Tr" and anomalies:
+                training_maps.append((image, labels, {int(k) for k in truth.get(case, {})}))
             for label, record in truth.get(case, {}).items():
                 components, count = ndimage.label(labels == int(label), structure=np.ones((3, 3, 3)))
                 for index in range(1, count + 1):
@@ -83,7 +90,42 @@ def lesion_crops(raw: Path) -> tuple[np.ndarray, np.ndarray, list[dict]]:
                     images.append(image[box])
                     masks.append(mask[box])
                     records.append({"split": split, "case": case, **record})
+    if anomalies:
+        blob_images, blob_masks, blob_records = anomaly_crops(training_maps, anomalies, feature_probability,
+                                                              (low, high, mean, std), seed)
+        images, masks, records = images + blob_images, masks + blob_masks, records + blob_records
     return np.stack(images), np.stack(masks), records
+
+
+def anomaly_crops(maps: list, count: int, feature_probability: float, norm: tuple[float, float, float, float],
+                  seed: int) -> tuple[list, list, list[dict]]:
+    """`count` blob crops pasted as the trainers paste them (training.synthetic_anomalies), with the
+    attribute values their drawing names per type (types it leaves undrawn have none)."""
+    from nnunetv2_malenia.training.synthetic_anomalies import AnomalyConfig, paste_anomalies
+
+    low, high, mean, std = norm
+    cfg = AnomalyConfig(probability=1.0, max_per_patch=1, describe=True, feature_probability=feature_probability)
+    phrase = {prop: (key, value) for prop, key, value in cfg.phrases}
+    rng = np.random.default_rng(seed)
+    images, masks, records = [], [], []
+    while len(records) < count:
+        image, labels, lesion_labels = maps[rng.integers(len(maps))]
+        pasted_image = image[None].copy()
+        pasted = paste_anomalies(pasted_image, labels, lesion_labels, 1, cfg, 1.0 / std,
+                                 ((low - mean) / std, (high - mean) / std), rng)
+        if not pasted:
+            continue
+        blob = pasted[0].mask
+        centre = np.clip(np.round(np.argwhere(blob).mean(0)).astype(int), HALF, np.array(blob.shape) - HALF)
+        box = tuple(slice(c - HALF, c + HALF) for c in centre)
+        attributes: dict[str, list[str]] = {}
+        for prop in pasted[0].properties:
+            key, value = phrase[prop]
+            attributes.setdefault(key, []).append(value)
+        images.append(pasted_image[0][box])
+        masks.append(blob[box])
+        records.append({"split": "Tr", "case": "anomaly", "disease": "anomaly", "attributes": attributes})
+    return images, masks, records
 
 
 def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: str, view: str, channels: int,
@@ -98,7 +140,7 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
     rng = np.random.default_rng(seed)
 
     def values_of(record: dict) -> list[str]:
-        value = record["attributes"][type_key]
+        value = record["attributes"].get(type_key, [])   # a blob's undrawn type: no target
         return value if isinstance(value, list) else [value]
 
     values = sorted({v for r in records for v in values_of(r)})
@@ -106,9 +148,9 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
     for i, record in enumerate(records):
         for v in values_of(record):
             positive[i, values.index(v)] = True
-    train = [i for i, r in enumerate(records) if r["split"] == "Tr"]
+    train = [i for i, r in enumerate(records) if r["split"] == "Tr" and values_of(r)]
     test = [i for i, r in enumerate(records) if r["split"] == "Ts"]
-    log_prior = positive[train].float().mean(0).clamp_min(1e-3)
+    log_prior = positive[[i for i in train if records[i]["disease"] != "anomaly"]].float().mean(0).clamp_min(1e-3)
     log_prior = (log_prior / log_prior.sum()).log()
     image_t, mask_t = torch.from_numpy(images), torch.from_numpy(masks).float()
 
@@ -175,6 +217,10 @@ def main() -> int:
                              "on one core at 4 channels)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training per seed (default: 0)")
     parser.add_argument("--tau", type=float, default=1.0, help="logit adjustment strength (default 1)")
+    parser.add_argument("--anomalies", type=int, default=0,
+                        help="also train on this many synthetic-anomaly blobs (the trainers' AnomalyConfig(describe=True))")
+    parser.add_argument("--feature-probability", type=float, default=0.0,
+                        help="AnomalyConfig.feature_probability of those blobs (default 0)")
     args = parser.parse_args()
     if not (args.raw / "lesion_attributes.json").is_file():
         parser.error(f"{args.raw}: no lesion_attributes.json; pass the raw folder of a `malenia synth` dataset")
@@ -183,16 +229,18 @@ def main() -> int:
 
     torch.set_num_threads(1)
     unseen = set(json.loads((args.raw / "dataset_test.json").read_text())["unseen_diseases"])
-    images, masks, records = lesion_crops(args.raw)
+    images, masks, records = lesion_crops(args.raw, args.anomalies, args.feature_probability)
     results: dict[str, list[tuple[bool, bool, str]]] = {}
     for seed in args.seeds:
         for disease, rows in run(images, masks, records, args.type, args.view, args.channels, args.pool,
                                  args.steps, seed, args.tau).items():
             results.setdefault(disease, []).extend(rows)
     print(f"type {args.type}, view {args.view}, {args.channels} channels{', pooled' if args.pool else ''}, "
-          f"{args.steps} steps, seeds {args.seeds}, tau {args.tau}; accuracy of the value read (mask given)")
+          f"{args.steps} steps, seeds {args.seeds}, tau {args.tau}, {args.anomalies} anomalies "
+          f"(feature probability {args.feature_probability}); accuracy of the value read (mask given)")
     print("| disease | split | reads | right | right, adjusted | values read |")
     print("|---|---|---|---|---|---|")
+    results.pop("anomaly", None)
     for disease in sorted(results, key=lambda d: (d in unseen, d)):
         rows = results[disease]
         counts = Counter(value for _, _, value in rows).most_common()
