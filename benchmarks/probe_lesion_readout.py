@@ -22,6 +22,11 @@ lesion mask and the mask; `relative` the same with the lesion's CT numbers minus
 to every voxel's. Each row also gives the accuracy after logit adjustment (the readout's
 log-probabilities minus `--tau` x the log of the values' frequencies among the training lesions:
 a balanced decision rule, Menon et al. 2021), which needs no retraining.
+
+`--readout radiomics` replaces the CNN by hand-made statistics of the lesion, each relative to its
+surroundings or to itself (contrast to a ring around it, texture, a darker core, bright outliers,
+a brighter rim, edge sharpness, sphericity, filled fraction), and a logistic regression per type:
+whether the values can be read by their definitions from the seen diseases at all.
 """
 
 from __future__ import annotations
@@ -202,12 +207,65 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
     return out
 
 
+def radiomic_features(image: np.ndarray, mask: np.ndarray) -> list[float]:
+    """Statistics of one lesion crop (normalised image, bool mask) that describe it relative to its
+    surroundings or to itself, none its absolute CT number (which names the organ)."""
+    from scipy import ndimage
+
+    from nnunetv2_malenia.synthetic.shapes import sphericity
+
+    ring = ndimage.binary_dilation(mask, iterations=3) & ~ndimage.binary_dilation(mask, iterations=1)
+    depth = ndimage.distance_transform_edt(mask)
+    core, interior, edge = depth / max(depth.max(), 1.0) > 0.45, depth > 1.5, mask & (depth <= 1)
+    inside, around = image[mask], float(np.median(image[ring]))
+    interior_values = image[interior] if interior.any() else inside
+    gradient = np.sqrt(sum(g ** 2 for g in np.gradient(ndimage.gaussian_filter(image, 0.5))))
+    contrast = float(inside.mean()) - around
+    filled = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2)).sum()
+    return [contrast, float(interior_values.std()),
+            float(image[core].mean() - image[mask & ~core].mean()) if core.any() else 0.0,
+            float(np.percentile(inside, 99) - np.median(inside)), float(np.percentile(inside, 1) - np.median(inside)),
+            float(image[edge].mean() - interior_values.mean()), float(gradient[edge].mean() / (abs(contrast) + 0.05)),
+            sphericity(mask), float(mask.sum() / max(filled, 1)),
+            float((inside > around + 0.1).mean()), float((inside < around - 0.1).mean())]
+
+
+def run_radiomics(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: str,
+                  tau: float) -> dict[str, list[tuple[bool, bool, str]]]:
+    """`run` with radiomic_features and a logistic regression (one value per training lesion: its first)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def values_of(record: dict) -> list[str]:
+        value = record["attributes"].get(type_key, [])
+        return value if isinstance(value, list) else [value]
+
+    train = [i for i, r in enumerate(records) if r["split"] == "Tr" and values_of(r)]
+    test = [i for i, r in enumerate(records) if r["split"] == "Ts"]
+    features = np.array([radiomic_features(images[i], masks[i]) for i in train + test])
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+    model.fit(features[:len(train)], [values_of(records[i])[0] for i in train])
+    classes = list(model.classes_)
+    prior = np.array([np.mean([values_of(records[i])[0] == c for i in train]) for c in classes])
+    probs = model.predict_proba(features[len(train):])
+    out: dict[str, list[tuple[bool, bool, str]]] = {}
+    for i, p in zip(test, probs):
+        read, adjusted = classes[int(p.argmax())], classes[int((np.log(p + 1e-9) - tau * np.log(prior)).argmax())]
+        out.setdefault(records[i]["disease"], []).append(
+            (read in values_of(records[i]), adjusted in values_of(records[i]), read))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-r", "--raw", type=Path, required=True,
                         help="raw dataset folder of a `malenia synth` dataset (imagesTr/Ts, labelsTr/Ts, "
                              "lesion_attributes.json, dataset_test.json)")
     parser.add_argument("--type", default="specific_features", help="attribute type key (default: specific_features)")
+    parser.add_argument("--readout", choices=("cnn", "radiomics"), default="cnn",
+                        help="cnn: the readout's local CNN and a per-voxel MLP (default); radiomics: hand-made "
+                             "statistics of the lesion and a logistic regression (seconds, no --view/--seeds)")
     parser.add_argument("--view", choices=("image", "lesion", "relative", "mask"), default="lesion",
                         help="what the CNN reads (default: lesion, as the lesion-only types)")
     parser.add_argument("--channels", type=int, default=4, help="CNN channels (default 4: PER_TYPE_CHANNELS)")
@@ -231,13 +289,18 @@ def main() -> int:
     unseen = set(json.loads((args.raw / "dataset_test.json").read_text())["unseen_diseases"])
     images, masks, records = lesion_crops(args.raw, args.anomalies, args.feature_probability)
     results: dict[str, list[tuple[bool, bool, str]]] = {}
+    if args.readout == "radiomics":
+        results = run_radiomics(images, masks, records, args.type, args.tau)
+        args.seeds = []
     for seed in args.seeds:
         for disease, rows in run(images, masks, records, args.type, args.view, args.channels, args.pool,
                                  args.steps, seed, args.tau).items():
             results.setdefault(disease, []).extend(rows)
-    print(f"type {args.type}, view {args.view}, {args.channels} channels{', pooled' if args.pool else ''}, "
-          f"{args.steps} steps, seeds {args.seeds}, tau {args.tau}, {args.anomalies} anomalies "
-          f"(feature probability {args.feature_probability}); accuracy of the value read (mask given)")
+    readout = ("radiomic statistics, logistic regression" if args.readout == "radiomics" else
+               f"view {args.view}, {args.channels} channels{', pooled' if args.pool else ''}, {args.steps} steps, "
+               f"seeds {args.seeds}")
+    print(f"type {args.type}, {readout}, tau {args.tau}, {args.anomalies} anomalies (feature probability "
+          f"{args.feature_probability}); accuracy of the value read (mask given)")
     print("| disease | split | reads | right | right, adjusted | values read |")
     print("|---|---|---|---|---|---|")
     results.pop("anomaly", None)
