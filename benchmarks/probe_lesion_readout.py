@@ -276,7 +276,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training per seed (default: 0)")
     parser.add_argument("--tau", type=float, default=1.0, help="logit adjustment strength (default 1)")
     parser.add_argument("--anomalies", type=int, default=0,
-                        help="also train on this many synthetic-anomaly blobs (the trainers' AnomalyConfig(describe=True))")
+                        help="also train on this many synthetic-anomaly blobs (the trainers' "
+                             "AnomalyConfig(describe=True))")
     parser.add_argument("--feature-probability", type=float, default=0.0,
                         help="AnomalyConfig.feature_probability of those blobs (default 0)")
     args = parser.parse_args()
