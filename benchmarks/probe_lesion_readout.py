@@ -133,6 +133,12 @@ def anomaly_crops(maps: list, count: int, feature_probability: float, norm: tupl
     return images, masks, records
 
 
+def values_of(record: dict, type_key: str) -> list[str]:
+    """A lesion's values of one type, as a list (a blob's undrawn type: none, so no target)."""
+    value = record["attributes"].get(type_key, [])
+    return value if isinstance(value, list) else [value]
+
+
 def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: str, view: str, channels: int,
         pool: bool, steps: int, seed: int, tau: float) -> dict[str, list[tuple[bool, bool, str]]]:
     """Train one readout, read every test lesion: disease -> [(right, right after adjustment, value read)]."""
@@ -144,16 +150,12 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
 
-    def values_of(record: dict) -> list[str]:
-        value = record["attributes"].get(type_key, [])   # a blob's undrawn type: no target
-        return value if isinstance(value, list) else [value]
-
-    values = sorted({v for r in records for v in values_of(r)})
+    values = sorted({v for r in records for v in values_of(r, type_key)})
     positive = torch.zeros(len(records), len(values), dtype=torch.bool)
     for i, record in enumerate(records):
-        for v in values_of(record):
+        for v in values_of(record, type_key):
             positive[i, values.index(v)] = True
-    train = [i for i, r in enumerate(records) if r["split"] == "Tr" and values_of(r)]
+    train = [i for i, r in enumerate(records) if r["split"] == "Tr" and values_of(r, type_key)]
     test = [i for i, r in enumerate(records) if r["split"] == "Ts"]
     log_prior = positive[[i for i in train if records[i]["disease"] != "anomaly"]].float().mean(0).clamp_min(1e-3)
     log_prior = (log_prior / log_prior.sum()).log()
@@ -237,23 +239,19 @@ def run_radiomics(images: np.ndarray, masks: np.ndarray, records: list[dict], ty
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    def values_of(record: dict) -> list[str]:
-        value = record["attributes"].get(type_key, [])
-        return value if isinstance(value, list) else [value]
-
-    train = [i for i, r in enumerate(records) if r["split"] == "Tr" and values_of(r)]
+    train = [i for i, r in enumerate(records) if r["split"] == "Tr" and values_of(r, type_key)]
     test = [i for i, r in enumerate(records) if r["split"] == "Ts"]
     features = np.array([radiomic_features(images[i], masks[i]) for i in train + test])
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
-    model.fit(features[:len(train)], [values_of(records[i])[0] for i in train])
+    model.fit(features[:len(train)], [values_of(records[i], type_key)[0] for i in train])
     classes = list(model.classes_)
-    prior = np.array([np.mean([values_of(records[i])[0] == c for i in train]) for c in classes])
+    prior = np.array([np.mean([values_of(records[i], type_key)[0] == c for i in train]) for c in classes])
     probs = model.predict_proba(features[len(train):])
     out: dict[str, list[tuple[bool, bool, str]]] = {}
     for i, p in zip(test, probs):
         read, adjusted = classes[int(p.argmax())], classes[int((np.log(p + 1e-9) - tau * np.log(prior)).argmax())]
         out.setdefault(records[i]["disease"], []).append(
-            (read in values_of(records[i]), adjusted in values_of(records[i]), read))
+            (read in values_of(records[i], type_key), adjusted in values_of(records[i], type_key), read))
     return out
 
 
