@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from types import SimpleNamespace
@@ -188,11 +189,8 @@ def _read_values(groups: dict[str, list[dict]], order: list[str], type_keys) -> 
     for disease in diseases:
         cells = []
         for key in type_keys:
-            counts: dict[str, int] = {}
-            for row in groups[disease]:
-                value = row["voxel_attribute_read"][key]
-                counts[value] = counts.get(value, 0) + 1
-            cells.append(", ".join(f"{v} {n}" for v, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+            counts = Counter(row["voxel_attribute_read"][key] for row in groups[disease])
+            cells.append(", ".join(f"{v} {n}" for v, n in counts.most_common()))
         lines.append(f"| {disease} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -139,6 +139,12 @@ def values_of(record: dict, type_key: str) -> list[str]:
     return value if isinstance(value, list) else [value]
 
 
+def split_indices(records: list[dict], type_key: str) -> tuple[list[int], list[int]]:
+    """(training records with a value of the type, test records)."""
+    return ([i for i, r in enumerate(records) if r["split"] == "Tr" and values_of(r, type_key)],
+            [i for i, r in enumerate(records) if r["split"] == "Ts"])
+
+
 def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: str, view: str, channels: int,
         pool: bool, steps: int, seed: int, tau: float) -> dict[str, list[tuple[bool, bool, str]]]:
     """Train one readout, read every test lesion: disease -> [(right, right after adjustment, value read)]."""
@@ -155,8 +161,7 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
     for i, record in enumerate(records):
         for v in values_of(record, type_key):
             positive[i, values.index(v)] = True
-    train = [i for i, r in enumerate(records) if r["split"] == "Tr" and values_of(r, type_key)]
-    test = [i for i, r in enumerate(records) if r["split"] == "Ts"]
+    train, test = split_indices(records, type_key)
     log_prior = positive[[i for i in train if records[i]["disease"] != "anomaly"]].float().mean(0).clamp_min(1e-3)
     log_prior = (log_prior / log_prior.sum()).log()
     image_t, mask_t = torch.from_numpy(images), torch.from_numpy(masks).float()
@@ -239,8 +244,7 @@ def run_radiomics(images: np.ndarray, masks: np.ndarray, records: list[dict], ty
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    train = [i for i, r in enumerate(records) if r["split"] == "Tr" and values_of(r, type_key)]
-    test = [i for i, r in enumerate(records) if r["split"] == "Ts"]
+    train, test = split_indices(records, type_key)
     features = np.array([radiomic_features(images[i], masks[i]) for i in train + test])
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
     model.fit(features[:len(train)], [values_of(records[i], type_key)[0] for i in train])
