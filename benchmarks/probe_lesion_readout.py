@@ -60,13 +60,14 @@ def ct_normalisation(raw: Path, cases: list[str]) -> tuple[float, float, float, 
 
 
 def lesion_crops(raw: Path, anomalies: int = 0, feature_probability: float = 0.0,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+                 seed: int = 0, paste: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """(images (L, S, S, S) float32, masks (L, S, S, S) bool, records) for every connected lesion of at
     least 50 voxels in imagesTr/labelsTr and imagesTs/labelsTs; a record is the lesion's entry of
     lesion_attributes.json plus its split ("Tr"/"Ts") and case. With `anomalies`, that many more
     training records: blobs of the trainers' synthetic anomalies (AnomalyConfig(describe=True,
     feature_probability=...)) pasted into the organs of random training cases, with the values
-    their drawing names (disease "anomaly")."""
+    their drawing names (disease "anomaly"). With `paste`, that many more: seen training lesions
+    copied into another organ (paste_crops, disease "pasted")."""
     import SimpleITK as sitk
     from scipy import ndimage
 
@@ -82,7 +83,7 @@ def lesion_crops(raw: Path, anomalies: int = 0, feature_probability: float = 0.0
             image = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / f"images{split}" / f"{case}_0000.nii.gz")))
             image = np.pad((np.clip(image.astype(np.float32), low, high) - mean) / std, HALF,
                            constant_values=(low - mean) / std)
-            if split == "Tr" and anomalies:
+            if split == "Tr" and (anomalies or paste):
                 training_maps.append((image, labels, {int(k) for k in truth.get(case, {})}))
             for label, record in truth.get(case, {}).items():
                 components, count = ndimage.label(labels == int(label), structure=np.ones((3, 3, 3)))
@@ -94,12 +95,48 @@ def lesion_crops(raw: Path, anomalies: int = 0, feature_probability: float = 0.0
                     box = tuple(slice(c - HALF, c + HALF) for c in centre)
                     images.append(image[box])
                     masks.append(mask[box])
-                    records.append({"split": split, "case": case, **record})
+                    records.append({"split": split, "case": case, "label": int(label), **record})
     if anomalies:
         blob_images, blob_masks, blob_records = anomaly_crops(training_maps, anomalies, feature_probability,
                                                               (low, high, mean, std), seed)
         images, masks, records = images + blob_images, masks + blob_masks, records + blob_records
+    if paste:
+        pasted = paste_crops(records, dict(zip(train_cases, training_maps)), paste, (low, high, mean, std), seed)
+        images, masks, records = images + pasted[0], masks + pasted[1], records + pasted[2]
     return np.stack(images), np.stack(masks), records
+
+
+def paste_crops(records: list[dict], maps: list, count: int, norm: tuple[float, float, float, float],
+                seed: int) -> tuple[list, list, list[dict]]:
+    """`count` crops of a seen training lesion moved into another organ of a random training case,
+    as the trainers move them (training.lesion_paste, LesionPasteConfig()), each with its source's
+    record (disease "pasted", `pasted_from` its own)."""
+    from nnunetv2_malenia.training.lesion_paste import LesionPasteConfig, build_lesion_bank, paste_lesion
+
+    low, high, mean, std = norm
+    cfg = LesionPasteConfig(probability=1.0)
+    by_key = {(r["case"], r["label"]): r for r in records if r["split"] == "Tr"}
+    lesion_labels = sorted({label for _, _, labels in maps.values() for label in labels})
+    bank = build_lesion_bank(((case, image[None], labels) for case, (image, labels, _) in maps.items()),
+                             lesion_labels, lambda case, label: np.zeros(1, dtype=bool), np.zeros(1, dtype=bool), cfg)
+    rng = np.random.default_rng(seed + 1000)
+    cases = sorted(maps)
+    images, masks, out = [], [], []
+    while len(out) < count:
+        image, labels, _ = maps[cases[rng.integers(len(cases))]]
+        pasted_image = image[None].copy()
+        hit = paste_lesion(pasted_image, labels, set(lesion_labels), bank, cfg, 1.0 / std,
+                           ((low - mean) / std, (high - mean) / std), rng)
+        if hit is None:
+            continue
+        lesion, placed = hit
+        centre = np.clip(np.round(np.argwhere(placed).mean(0)).astype(int), HALF, np.array(placed.shape) - HALF)
+        box = tuple(slice(c - HALF, c + HALF) for c in centre)
+        source = by_key[(lesion.case, lesion.label)]
+        images.append(pasted_image[0][box])
+        masks.append(placed[box])
+        out.append({**source, "case": f"pasted:{lesion.case}", "disease": "pasted", "pasted_from": source["disease"]})
+    return images, masks, out
 
 
 def anomaly_crops(maps: list, count: int, feature_probability: float, norm: tuple[float, float, float, float],
@@ -162,7 +199,7 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
         for v in values_of(record, type_key):
             positive[i, values.index(v)] = True
     train, test = split_indices(records, type_key)
-    log_prior = positive[[i for i in train if records[i]["disease"] != "anomaly"]].float().mean(0).clamp_min(1e-3)
+    log_prior = positive[[i for i in train if records[i]["disease"] not in ("anomaly", "pasted")]].float().mean(0).clamp_min(1e-3)
     log_prior = (log_prior / log_prior.sum()).log()
     image_t, mask_t = torch.from_numpy(images), torch.from_numpy(masks).float()
 
@@ -280,6 +317,9 @@ def main() -> int:
     parser.add_argument("--anomalies", type=int, default=0,
                         help="also train on this many synthetic-anomaly blobs (the trainers' "
                              "AnomalyConfig(describe=True))")
+    parser.add_argument("--paste", type=int, default=0,
+                        help="also train on this many seen training lesions moved into another organ, as "
+                             "the trainers' lesion_paste moves them")
     parser.add_argument("--feature-probability", type=float, default=0.0,
                         help="AnomalyConfig.feature_probability of those blobs (default 0)")
     args = parser.parse_args()
@@ -290,7 +330,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     unseen = set(json.loads((args.raw / "dataset_test.json").read_text())["unseen_diseases"])
-    images, masks, records = lesion_crops(args.raw, args.anomalies, args.feature_probability)
+    images, masks, records = lesion_crops(args.raw, args.anomalies, args.feature_probability, paste=args.paste)
     results: dict[str, list[tuple[bool, bool, str]]] = {}
     if args.readout == "radiomics":
         results = run_radiomics(images, masks, records, args.type, args.tau)
@@ -303,10 +343,11 @@ def main() -> int:
                f"view {args.view}, {args.channels} channels{', pooled' if args.pool else ''}, {args.steps} steps, "
                f"seeds {args.seeds}")
     print(f"type {args.type}, {readout}, tau {args.tau}, {args.anomalies} anomalies (feature probability "
-          f"{args.feature_probability}); accuracy of the value read (mask given)")
+          f"{args.feature_probability}), {args.paste} pasted; accuracy of the value read (mask given)")
     print("| disease | split | reads | right | right, adjusted | values read |")
     print("|---|---|---|---|---|---|")
     results.pop("anomaly", None)
+    results.pop("pasted", None)
     for disease in sorted(results, key=lambda d: (d in unseen, d)):
         rows = results[disease]
         counts = Counter(value for _, _, value in rows).most_common()

@@ -101,6 +101,7 @@ class nnUNetTrainer_cpu_nnunetrecipe(nnUNetTrainer):
 # ----- issue 12: one change at a time on the CPU tier's Malenia (docs/benchmarks.md) ------------
 from nnunetv2_malenia.training.cpu_recipe import CPU_HEAD, nnUNetTrainerMalenia_cpu  # noqa: E402
 from nnunetv2_malenia.training.synthetic_anomalies import AnomalyConfig  # noqa: E402
+from nnunetv2_malenia.training.lesion_paste import LesionPasteConfig  # noqa: E402
 
 
 class nnUNetTrainerMalenia_cpu_centred(nnUNetTrainerMalenia_cpu):
@@ -252,3 +253,12 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_perty
     to one or two organs, on the blobs to every organ."""
 
     anomalies = AnomalyConfig(describe=True, label_in_head="lesion", feature_probability=0.75)
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly_paste(
+        nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly):
+    """... and half the patches get a seen training lesion moved into another of their organs
+    with its attribute values (cross-organ copy-paste, training/lesion_paste.py): each value's
+    look is shown in organs that never had it, and each organ lesions of every look."""
+
+    lesion_paste = LesionPasteConfig()

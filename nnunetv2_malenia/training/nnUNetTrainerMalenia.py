@@ -43,6 +43,7 @@ from nnunetv2_malenia.loss.targets import LesionTargets
 from nnunetv2_malenia.network import MaleniaConfig, MaleniaNetwork, build_malenia_network
 from nnunetv2_malenia.network.config import PLANS_KEY
 from nnunetv2_malenia.training.dataset_knowledge import dataset_knowledge, raw_dataset_folder
+from nnunetv2_malenia.training.lesion_paste import LesionPasteConfig, build_lesion_bank, paste_lesion
 from nnunetv2_malenia.training.lesion_targets import LesionAttributeLookup, build_lesion_targets
 from nnunetv2_malenia.training.partial_labels import PartialLabels
 from nnunetv2_malenia.training.progress import MaleniaProgressLogger
@@ -80,6 +81,9 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
     # Synthetic anomalies pasted into training patches as class-agnostic lesion targets for the
     # tokens (training/synthetic_anomalies.py); None: off.
     anomalies: AnomalyConfig | None = None
+    # Seen training lesions moved into another organ of a patch, with their attribute values
+    # (training/lesion_paste.py); None: off.
+    lesion_paste: LesionPasteConfig | None = None
     text_tower = "default"  # a tower spec (docs/text_tower.md); $MALENIA_TEXT_TOWER overrides it
     initial_lr_malenia = 3e-4  # AdamW; see docs/training.md for the comparison with nnU-Net's SGD
     # nnU-Net trainer attributes a variant sets after nnU-Net's __init__ (num_epochs, save_every, ...)
@@ -112,6 +116,8 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
         }
         self.max_lesions = config.num_tokens
         self._anomaly_rng = np.random.default_rng()
+        self._lesion_bank: list = []
+        self._pasted = np.zeros(2)  # (patches that got a lesion, patches) this epoch
         self.criterion: MaleniaCriterion | None = None
         self.logger.local_logger = MaleniaProgressLogger.replacing(self.logger.local_logger, self.vocabulary.type_keys,
                                                                    config.num_blocks + 1)
@@ -224,6 +230,62 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
             out.append(t)
         return out
 
+    def on_train_start(self):
+        super().on_train_start()
+        if self.lesion_paste is not None:
+            self._lesion_bank = self._build_lesion_bank()
+
+    def _build_lesion_bank(self) -> list:
+        """Every lesion of the fold's training cases, for lesion_paste (validation cases stay unseen)."""
+        train_keys, _ = self.do_split()
+        dataset = self.dataset_class(self.preprocessed_dataset_folder, train_keys,
+                                     folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
+        place = [self.vocabulary.type_keys.index(k) for k in self.lesion_paste.place_types
+                 if k in self.vocabulary.type_keys]
+        cleared = np.isin(np.asarray(self.vocabulary.value_type), place)
+
+        def cases():
+            for key in train_keys:
+                data, seg, _, _ = dataset.load_case(key)
+                yield key, np.asarray(data[:]), np.asarray(seg[0])
+
+        bank = build_lesion_bank(cases(), self.knowledge.lesion_labels, self.attribute_lookup.vector, cleared,
+                                 self.lesion_paste)
+        self.print_to_log_file(f"lesion copy-paste: {len(bank)} lesions banked from {len(train_keys)} training cases")
+        return bank
+
+    def _add_pasted_lesions(self, batch: dict, targets: list) -> list:
+        """Move one banked lesion into another organ of each patch (with lesion_paste.probability;
+        batch["data"] and nnU-Net's target in place) and append it to the patch's targets."""
+        target = batch["target"][0] if isinstance(batch["target"], list) else batch["target"]
+        seg = target[:, 0].numpy() if isinstance(target, torch.Tensor) else np.asarray(target)[:, 0]
+        data = batch["data"].numpy() if isinstance(batch["data"], torch.Tensor) else batch["data"]
+        unit, clip, _ = self._anomaly_intensity()
+        lesion_labels = set(self.knowledge.lesion_labels)
+        annotated = getattr(self, "annotated_labels", None)
+        out = []
+        for b, t in enumerate(targets):
+            if t.num_lesions >= self.max_lesions:
+                out.append(t)
+                continue
+            if annotated is not None:  # partial labels: write only labels the case's source annotates
+                labelled = annotated.mask([str(batch["keys"][b])], self.label_manager.num_segmentation_heads)[0]
+                allowed = lambda label, labelled=labelled: bool(labelled[label])
+            else:
+                allowed = lambda label: True
+            hit = paste_lesion(data[b], seg[b], lesion_labels, self._lesion_bank, self.lesion_paste, unit, clip,
+                               self._anomaly_rng, allowed)
+            if hit is not None:
+                lesion, placed = hit
+                mark_in_head_targets(batch["target"], b, placed, lesion.label)
+                self._pasted[0] += 1
+                t = LesionTargets(torch.cat([t.masks, torch.from_numpy(placed)[None].to(t.masks.device)]),
+                                  torch.cat([t.attribute_targets,
+                                             torch.from_numpy(lesion.attributes)[None].to(t.attribute_targets.device)]))
+            out.append(t)
+        self._pasted[1] += len(targets)
+        return out
+
     def _all_finite(self, value: torch.Tensor) -> bool:
         """Every rank must take the same decision, or DDP's gradient all-reduce hangs."""
         finite = torch.isfinite(value.detach()).float().reshape(1)
@@ -233,6 +295,8 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
 
     def train_step(self, batch: dict) -> dict:
         targets, _ = self._lesion_targets(batch)
+        if self.lesion_paste is not None:
+            targets = self._add_pasted_lesions(batch, targets)
         if self.anomalies is not None:
             targets = self._add_anomalies(batch, targets)
         data = batch["data"].to(self.device, non_blocking=True)
@@ -272,6 +336,10 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
         sums = self._sum_over_ranks(np.array([sum(o[k] for o in finite) for k in keys] + [len(finite)]))
         means = {k: sums[i] / sums[-1] for i, k in enumerate(keys)} if sums[-1] else {}
         self.logger.local_logger.log_components(means, self.current_epoch, prefix="train")
+        if self.lesion_paste is not None:
+            pasted, patches = self._sum_over_ranks(self._pasted)
+            self.print_to_log_file(f"lesion copy-paste: {int(pasted)} of {int(patches)} patches got a moved lesion")
+            self._pasted = np.zeros(2)
 
     def _sum_over_ranks(self, values: np.ndarray) -> np.ndarray:
         if not self.is_ddp:
