@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nnunetv2_malenia.training.lesion_paste import LesionPasteConfig, build_lesion_bank, paste_lesion
+from nnunetv2_malenia.training.lesion_paste import LesionPasteConfig, build_lesion_bank, paste_lesion, place_values
 
 LIVER, KIDNEY, LUNG, LESION = 1, 2, 3, 10
 UNIT = 0.01  # one HU in the image's units
@@ -114,6 +114,17 @@ def test_the_trainer_appends_the_pasted_lesion_with_its_values_and_its_label_in_
              "target": torch.from_numpy(seg[None, None].copy())}
     (out,) = trainer._add_pasted_lesions(batch, [empty])   # a source that leaves the lesion label unannotated
     assert out.num_lesions == 0 and not (batch["target"] == LESION).any()
+
+
+def test_a_moved_lesion_gets_no_target_for_where_it_was_or_the_phase_of_its_scan():
+    from nnunetv2_malenia.knowledge import load_vocabulary
+
+    vocabulary = load_vocabulary()
+    cleared = place_values(vocabulary, LesionPasteConfig())
+    types = {vocabulary.type_keys[t] for t, c in zip(vocabulary.value_type, cleared) if c}
+    assert types == {"location", "relationship", "enhancement_status"}
+    kept = place_values(vocabulary, LesionPasteConfig(place_types=("location",)))
+    assert kept.sum() == sum(1 for t in vocabulary.value_type if vocabulary.type_keys[t] == "location")
 
 
 def test_a_bad_config_names_the_field():

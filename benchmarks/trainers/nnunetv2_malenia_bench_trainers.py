@@ -259,6 +259,8 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_perty
         nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly):
     """... and half the patches get a seen training lesion moved into another of their organs
     with its attribute values (cross-organ copy-paste, training/lesion_paste.py): each value's
-    look is shown in organs that never had it, and each organ lesions of every look."""
+    look is shown in organs that never had it, and each organ lesions of every look. As measured
+    (2026-12-04): the moved lesion kept its source scan's enhancement status as a target, which
+    LesionPasteConfig's default now clears."""
 
-    lesion_paste = LesionPasteConfig()
+    lesion_paste = LesionPasteConfig(place_types=("location", "relationship"))

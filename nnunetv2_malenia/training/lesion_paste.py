@@ -19,8 +19,11 @@ What moves and how:
   hosts further apart than `max_host_difference_hu` (aerated lung against solid organs: a lung
   nodule's density is against air) are not swapped;
 - it keeps its label in nnU-Net's target (a liver tumour pasted into a kidney is still a liver
-  tumour, as in TumorCP) and its attribute values, except the types that describe where it is
-  (`place_types`: location, relationship), which get no target.
+  tumour, as in TumorCP) and its attribute values, except the types that describe where it is or
+  the scan it came from (`place_types`: location, relationship, enhancement status), which get no
+  target. Enhancement status is the scan's phase: a lesion from a non-contrast case pasted into a
+  contrast-enhanced patch would teach the wrong phase (measured: with it kept, the voxel readout's
+  enhancement status fell from 0.97 to 0.60 right on seen lesions, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Callable, Iterable
 import numpy as np
 from scipy import ndimage
 
+from nnunetv2_malenia.knowledge import Vocabulary
 from nnunetv2_malenia.training.lesion_targets import connected_lesions
 
 RING_VOXELS = 4  # the host's intensity: median of its voxels within this distance of the lesion
@@ -45,11 +49,11 @@ class LesionPasteConfig:
     halo_voxels: int = 2                # margin of the source organ moved with the lesion
     min_voxels: int = 30                # smaller components are not banked
     max_host_difference_hu: float = 300.0
-    # Share of the lesion that must lie in the target organ. Lesions here are large next to their
-    # organs (a 48^3 CPU-tier case: kidneys ~8 voxels across, lesions up to ~15), so requiring all
-    # of it would move almost none; the rest overhangs, as an exophytic lesion does.
+    # Share of the lesion that must lie in the target organ. On the CPU tier (cases of 48^3 voxels)
+    # lesions are large next to the kidneys, spleen and pancreas, so requiring all of it would
+    # leave them few places; the rest overhangs, as an exophytic lesion does.
     min_inside: float = 0.6
-    place_types: tuple[str, ...] = ("location", "relationship")
+    place_types: tuple[str, ...] = ("location", "relationship", "enhancement_status")
     attempts: int = 12                  # placements tried per patch before giving up
 
     def __post_init__(self) -> None:
@@ -74,6 +78,13 @@ class BankedLesion:
     host: np.ndarray         # (C,) median intensity of that organ around it
     attributes: np.ndarray   # multi-hot vocabulary vector, place types cleared
     case: str
+
+
+def place_values(vocabulary: Vocabulary, cfg: LesionPasteConfig) -> np.ndarray:
+    """Bool per vocabulary value: True for the values of `cfg.place_types`, which a moved lesion
+    gets no target for."""
+    place = [vocabulary.type_keys.index(k) for k in cfg.place_types if k in vocabulary.type_keys]
+    return np.isin(np.asarray(vocabulary.value_type), place)
 
 
 def _host_organ(segmentation: np.ndarray, mask: np.ndarray, organ_labels: set[int]) -> tuple[int, np.ndarray] | None:

@@ -43,7 +43,7 @@ from nnunetv2_malenia.loss.targets import LesionTargets
 from nnunetv2_malenia.network import MaleniaConfig, MaleniaNetwork, build_malenia_network
 from nnunetv2_malenia.network.config import PLANS_KEY
 from nnunetv2_malenia.training.dataset_knowledge import dataset_knowledge, raw_dataset_folder
-from nnunetv2_malenia.training.lesion_paste import LesionPasteConfig, build_lesion_bank, paste_lesion
+from nnunetv2_malenia.training.lesion_paste import LesionPasteConfig, build_lesion_bank, paste_lesion, place_values
 from nnunetv2_malenia.training.lesion_targets import LesionAttributeLookup, build_lesion_targets
 from nnunetv2_malenia.training.partial_labels import PartialLabels
 from nnunetv2_malenia.training.progress import MaleniaProgressLogger
@@ -240,17 +240,14 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
         train_keys, _ = self.do_split()
         dataset = self.dataset_class(self.preprocessed_dataset_folder, train_keys,
                                      folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
-        place = [self.vocabulary.type_keys.index(k) for k in self.lesion_paste.place_types
-                 if k in self.vocabulary.type_keys]
-        cleared = np.isin(np.asarray(self.vocabulary.value_type), place)
 
         def cases():
             for key in train_keys:
                 data, seg, _, _ = dataset.load_case(key)
                 yield key, np.asarray(data[:]), np.asarray(seg[0])
 
-        bank = build_lesion_bank(cases(), self.knowledge.lesion_labels, self.attribute_lookup.vector, cleared,
-                                 self.lesion_paste)
+        bank = build_lesion_bank(cases(), self.knowledge.lesion_labels, self.attribute_lookup.vector,
+                                 place_values(self.vocabulary, self.lesion_paste), self.lesion_paste)
         self.print_to_log_file(f"lesion copy-paste: {len(bank)} lesions banked from {len(train_keys)} training cases")
         return bank
 
