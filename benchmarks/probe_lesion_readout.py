@@ -9,7 +9,8 @@ CT normalisation does, with the dataset's foreground percentiles), trains the re
 training cases' lesions, seen diseases only, and reads the test cases' lesions, unseen ones
 included, with the mask given (the mean over the lesion's voxels, as bench_zero_shot_diagnosis.py
 does). What it leaves out, on purpose: the backbone, the tokens, the text tower (values are
-classes here, not text embeddings) and, unless `--anomalies`, the synthetic anomalies. What it measured first
+classes here, not text embeddings) and, unless `--anomalies` / `--paste`, the synthetic anomalies
+and the lesions the trainers move between organs (training/lesion_paste.py). What it measured first
 (docs/benchmarks.md): it reproduces the trained model's failure on the specific features of
 splenic metastases and kidney abscesses, read as the seen diseases of their organ.
 
@@ -67,7 +68,7 @@ def lesion_crops(raw: Path, anomalies: int = 0, feature_probability: float = 0.0
     training records: blobs of the trainers' synthetic anomalies (AnomalyConfig(describe=True,
     feature_probability=...)) pasted into the organs of random training cases, with the values
     their drawing names (disease "anomaly"). With `paste`, that many more: seen training lesions
-    copied into another organ (paste_crops, disease "pasted")."""
+    moved into another organ as the trainers' lesion_paste moves them (paste_crops, disease "pasted")."""
     import SimpleITK as sitk
     from scipy import ndimage
 
@@ -106,10 +107,10 @@ def lesion_crops(raw: Path, anomalies: int = 0, feature_probability: float = 0.0
     return np.stack(images), np.stack(masks), records
 
 
-def paste_crops(records: list[dict], maps: list, count: int, norm: tuple[float, float, float, float],
+def paste_crops(records: list[dict], maps: dict[str, tuple], count: int, norm: tuple[float, float, float, float],
                 seed: int) -> tuple[list, list, list[dict]]:
-    """`count` crops of a seen training lesion moved into another organ of a random training case,
-    as the trainers move them (training.lesion_paste, LesionPasteConfig()), each with its source's
+    """`count` crops of a seen training lesion moved into another organ of a random training case
+    (`maps`: case -> (image, labels, its lesion labels), padded as the crops), as the trainers move them (training.lesion_paste, LesionPasteConfig()), each with its source's
     record (disease "pasted", `pasted_from` its own)."""
     from nnunetv2_malenia.training.lesion_paste import LesionPasteConfig, build_lesion_bank, paste_lesion
 

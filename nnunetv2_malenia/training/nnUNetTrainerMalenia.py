@@ -265,13 +265,12 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
             if t.num_lesions >= self.max_lesions:
                 out.append(t)
                 continue
-            if annotated is not None:  # partial labels: write only labels the case's source annotates
-                labelled = annotated.mask([str(batch["keys"][b])], self.label_manager.num_segmentation_heads)[0]
-                allowed = lambda label, labelled=labelled: bool(labelled[label])
-            else:
-                allowed = lambda label: True
+            # partial labels: write only a label the case's source annotates
+            labelled = None if annotated is None else \
+                annotated.mask([str(batch["keys"][b])], self.label_manager.num_segmentation_heads)[0]
             hit = paste_lesion(data[b], seg[b], lesion_labels, self._lesion_bank, self.lesion_paste, unit, clip,
-                               self._anomaly_rng, allowed)
+                               self._anomaly_rng,
+                               (lambda label: True) if labelled is None else (lambda label: bool(labelled[label])))
             if hit is not None:
                 lesion, placed = hit
                 mark_in_head_targets(batch["target"], b, placed, lesion.label)
