@@ -67,6 +67,22 @@ def mark_in_head_targets(target: torch.Tensor | list[torch.Tensor], sample: int,
         scale[sample, 0][m[0, 0].to(scale.device) > 0.5] = label
 
 
+def batch_arrays(batch: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(data (B, C, X, Y, Z), segmentation (B, X, Y, Z) at full resolution) of a training batch as
+    numpy views: writing into them writes into the batch."""
+    target = batch["target"][0] if isinstance(batch["target"], list) else batch["target"]
+    seg = target[:, 0].numpy() if isinstance(target, torch.Tensor) else np.asarray(target)[:, 0]
+    data = batch["data"].numpy() if isinstance(batch["data"], torch.Tensor) else batch["data"]
+    return data, seg
+
+
+def with_lesions(targets: LesionTargets, masks: np.ndarray, attributes: np.ndarray) -> LesionTargets:
+    """`targets` with more lesions appended (masks (N, X, Y, Z) bool, attributes (N, values) bool)."""
+    return LesionTargets(torch.cat([targets.masks, torch.from_numpy(masks).to(targets.masks.device)]),
+                         torch.cat([targets.attribute_targets,
+                                    torch.from_numpy(attributes).to(targets.attribute_targets.device)]))
+
+
 class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
     """Malenia on nnU-Net: `nnUNetv2_train DATASET 3d_fullres FOLD -tr nnUNetTrainerMalenia`."""
 
@@ -174,8 +190,7 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
 
     # ----- steps ---------------------------------------------------------------------------------
     def _lesion_targets(self, batch: dict) -> tuple[list, list[list[int]]]:
-        target = batch["target"][0] if isinstance(batch["target"], list) else batch["target"]
-        seg = target[:, 0].numpy() if isinstance(target, torch.Tensor) else np.asarray(target)[:, 0]
+        _, seg = batch_arrays(batch)
         built = [build_lesion_targets(seg[b], key, self.attribute_lookup, self.max_lesions, self.device)
                  for b, key in enumerate(batch["keys"])]
         return [t for t, _ in built], [labels for _, labels in built]
@@ -208,9 +223,7 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
         """Paste synthetic anomalies into batch["data"] (in place) and append them to the targets.
         Their attribute targets hold only what `describe` names (none by default: the contrastive
         loss skips a target without values, and CMKI injects the predicted ones)."""
-        target = batch["target"][0] if isinstance(batch["target"], list) else batch["target"]
-        seg = target[:, 0].numpy() if isinstance(target, torch.Tensor) else np.asarray(target)[:, 0]
-        data = batch["data"].numpy() if isinstance(batch["data"], torch.Tensor) else batch["data"]
+        data, seg = batch_arrays(batch)
         unit, clip, zero_hu = self._anomaly_intensity()
         vectors = self._anomaly_vectors()
         empty = np.zeros(len(self.vocabulary.phrases), dtype=bool)
@@ -223,10 +236,8 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
                 mark_in_head_targets(batch["target"], b, np.any([a.mask for a in pasted], 0),
                                      min(lesion_labels))
             if pasted:
-                masks = torch.from_numpy(np.stack([a.mask for a in pasted])).to(t.masks.device)
                 attrs = np.stack([np.any([vectors.get(p, empty) for p in a.properties] + [empty], 0) for a in pasted])
-                t = LesionTargets(torch.cat([t.masks, masks]),
-                                  torch.cat([t.attribute_targets, torch.from_numpy(attrs).to(t.attribute_targets.device)]))
+                t = with_lesions(t, np.stack([a.mask for a in pasted]), attrs)
             out.append(t)
         return out
 
@@ -254,9 +265,7 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
     def _add_pasted_lesions(self, batch: dict, targets: list) -> list:
         """Move one banked lesion into another organ of each patch (with lesion_paste.probability;
         batch["data"] and nnU-Net's target in place) and append it to the patch's targets."""
-        target = batch["target"][0] if isinstance(batch["target"], list) else batch["target"]
-        seg = target[:, 0].numpy() if isinstance(target, torch.Tensor) else np.asarray(target)[:, 0]
-        data = batch["data"].numpy() if isinstance(batch["data"], torch.Tensor) else batch["data"]
+        data, seg = batch_arrays(batch)
         unit, clip, _ = self._anomaly_intensity()
         lesion_labels = set(self.knowledge.lesion_labels)
         annotated = getattr(self, "annotated_labels", None)
@@ -275,9 +284,7 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
                 lesion, placed = hit
                 mark_in_head_targets(batch["target"], b, placed, lesion.label)
                 self._pasted[0] += 1
-                t = LesionTargets(torch.cat([t.masks, torch.from_numpy(placed)[None].to(t.masks.device)]),
-                                  torch.cat([t.attribute_targets,
-                                             torch.from_numpy(lesion.attributes)[None].to(t.attribute_targets.device)]))
+                t = with_lesions(t, placed[None], lesion.attributes[None])
             out.append(t)
         self._pasted[1] += len(targets)
         return out
