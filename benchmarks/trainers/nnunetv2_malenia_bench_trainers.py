@@ -264,3 +264,12 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_perty
     LesionPasteConfig's default now clears."""
 
     lesion_paste = LesionPasteConfig(place_types=("location", "relationship"))
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly_region(
+        nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly):
+    """... and a class-agnostic "any lesion" Dice+BCE on nnU-Net's summed lesion channels
+    (loss/lesion_region.py), what lesion_presence="nnunet" reads: the blobs labelled lesion in the
+    head were not learnt as lesions by Dice+CE alone (probe_finding.py, 2026-12-04)."""
+
+    lesion_region_weight = 1.0

@@ -39,6 +39,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from nnunetv2_malenia.errors import MaleniaError
 from nnunetv2_malenia.knowledge.knowledge_table import disease_name_table
 from nnunetv2_malenia.loss import LossWeights, MaleniaCriterion
+from nnunetv2_malenia.loss.lesion_region import lesion_region_loss
 from nnunetv2_malenia.loss.targets import LesionTargets
 from nnunetv2_malenia.network import MaleniaConfig, MaleniaNetwork, build_malenia_network
 from nnunetv2_malenia.network.config import PLANS_KEY
@@ -100,6 +101,9 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
     # Seen training lesions moved into another organ of a patch, with their attribute values
     # (training/lesion_paste.py); None: off.
     lesion_paste: LesionPasteConfig | None = None
+    # Weight of a class-agnostic "any lesion" Dice+BCE on the head's summed lesion channels, next to
+    # nnU-Net's loss (loss/lesion_region.py): what the eval rule lesion_presence="nnunet" reads; 0: off.
+    lesion_region_weight = 0.0
     text_tower = "default"  # a tower spec (docs/text_tower.md); $MALENIA_TEXT_TOWER overrides it
     initial_lr_malenia = 3e-4  # AdamW; see docs/training.md for the comparison with nnU-Net's SGD
     # nnU-Net trainer attributes a variant sets after nnU-Net's __init__ (num_epochs, save_every, ...)
@@ -289,6 +293,20 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
         self._pasted[1] += len(targets)
         return out
 
+    def _lesion_region_loss(self, logits, seg, batch: dict) -> torch.Tensor:
+        """lesion_region_loss on the full-resolution output; cases whose source leaves a lesion label
+        unannotated are left out."""
+        logits = logits[0] if isinstance(logits, (list, tuple)) else logits
+        seg = seg[0] if isinstance(seg, (list, tuple)) else seg
+        labels = sorted(self.knowledge.lesion_labels)
+        channels = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+        channels[labels] = True
+        keep = None
+        if getattr(self, "annotated_labels", None) is not None:
+            annotated = self.annotated_labels.mask([str(k) for k in batch["keys"]], logits.shape[1])
+            keep = torch.from_numpy(annotated[:, labels].all(1)).to(logits.device)
+        return lesion_region_loss(logits, seg, channels, torch.tensor(labels), keep)
+
     def _all_finite(self, value: torch.Tensor) -> bool:
         """Every rank must take the same decision, or DDP's gradient all-reduce hangs."""
         finite = torch.isfinite(value.detach()).float().reshape(1)
@@ -312,6 +330,10 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
                 nnunet_loss = self.loss(out["seg"], seg)
             parts = self.criterion(out, targets)
             loss = nnunet_loss + self.malenia_loss_weight * parts["loss"]
+            if self.lesion_region_weight:
+                region = self._lesion_region_loss(out["seg"], seg, batch)
+                loss = loss + self.lesion_region_weight * region
+                parts["lesion_region"] = region.detach()
         if not self._all_finite(loss):
             self.print_to_log_file(f"non-finite loss ({loss.item()}) in epoch {self.current_epoch}: step skipped "
                                    f"(cases {list(batch['keys'])})")

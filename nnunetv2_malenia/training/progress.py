@@ -62,7 +62,8 @@ class MaleniaProgressLogger(LocalLogger):
         panels = [
             (axes[0], "losses", [("train/contrastive", "alignment (MP-NCE)"), ("train/seg_bce", "CMKI BCE"),
                                  ("train/seg_dice", "CMKI Dice"), ("train/objectness", "objectness"),
-                                 ("train/nnunet_loss", "nnU-Net head")]),
+                                 ("train/nnunet_loss", "nnU-Net head"),
+                                 ("train/lesion_region", "any-lesion (head)")]),
             (axes[1], "mask loss (BCE + Dice)", [(f"train/mask_layer{i}", "initial tokens" if i == 0 else f"block {i}")
                                                  for i in range(self.num_layers)]),
             (axes[2], "attribute accuracy (val)", [(f"val_accuracy/{k}", k) for k in self.type_keys]),
