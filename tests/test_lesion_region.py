@@ -67,3 +67,14 @@ def test_the_trainer_leaves_out_cases_whose_source_does_not_annotate_every_lesio
     trainer.annotated_labels = SimpleNamespace(mask=lambda cases, n: np.array([[True] * n, [True, True, True, False]]))
     first_only = trainer._lesion_region_loss([logits], [target], batch)
     assert first_only < 0.1 < both                  # the miss in case b, whose source lacks label 3, is not taught
+
+
+def test_the_bce_term_is_the_binary_cross_entropy_of_the_summed_lesion_probability():
+    """Computed through log-sum-exps (CUDA autocast refuses F.binary_cross_entropy); same value."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 4, 6, 6, 6), torch.randint(0, 4, (2, 1, 6, 6, 6))
+    mass = torch.softmax(logits, 1)[:, CHANNELS].sum(1)
+    truth = (target[:, 0] >= 2).float()
+    dice = 1 - (2 * (mass * truth).flatten(1).sum(1) + 1) / (mass.flatten(1).sum(1) + truth.flatten(1).sum(1) + 1)
+    expected = dice.mean() + torch.nn.functional.binary_cross_entropy(mass, truth)
+    assert torch.isclose(lesion_region_loss(logits, target, CHANNELS, LESIONS), expected, atol=1e-5)

@@ -29,10 +29,14 @@ def lesion_region_loss(logits: torch.Tensor, target: torch.Tensor, lesion_channe
         return logits.sum() * 0.0
     if keep is not None:
         logits, target = logits[keep], target[keep]
-    probs = torch.softmax(logits.float(), 1)
-    mass = probs[:, lesion_channels].sum(1).clamp(1e-6, 1 - 1e-6)            # (B, X, Y, Z)
+    log_probs = torch.log_softmax(logits.float(), 1)
+    # log m and log(1 - m) as log-sum-exps over the lesion and the other channels: stable, and no
+    # F.binary_cross_entropy, which CUDA autocast refuses
+    log_mass = torch.logsumexp(log_probs[:, lesion_channels], 1)               # (B, X, Y, Z)
+    log_rest = torch.logsumexp(log_probs[:, ~lesion_channels], 1)
     truth = torch.isin(target[:, 0].long(), lesion_labels.to(target.device)).float()
+    mass = log_mass.exp()
     inter = (mass * truth).flatten(1).sum(1)
     dice = 1.0 - (2.0 * inter + DICE_SMOOTH) / (mass.flatten(1).sum(1) + truth.flatten(1).sum(1) + DICE_SMOOTH)
-    bce = torch.nn.functional.binary_cross_entropy(mass, truth)
+    bce = -(truth * log_mass + (1.0 - truth) * log_rest).mean()
     return dice.mean() + bce
