@@ -95,9 +95,7 @@ def main() -> int:
            "nnUNet_preprocessed": str(workdir / "nnUNet_preprocessed"),
            "nnUNet_results": str(workdir / "nnUNet_results"), "nnUNet_compile": "0",
            "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2", "OMP_NUM_THREADS": "2"}
-    # nnUNetv2_predict must find the benchmark's trainer classes (benchmarks/trainers) by name
-    existing = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p and p != str(bt.TRAINER_DIR)]
-    env["nnUNet_extTrainer"] = os.pathsep.join([str(bt.TRAINER_DIR), *existing])
+    bt.with_bench_trainers(env)   # nnUNetv2_predict must find the benchmark's trainer classes by name
     for trainer in ("nnUNetTrainer_cpu", args.malenia):
         if not (bt.fold_dir(workdir, trainer, *DATASET, args.configuration) / "checkpoint_final.pth").is_file():
             parser.error(f"{trainer} is not trained in {workdir} (fold 0, {args.configuration})")

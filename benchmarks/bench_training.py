@@ -37,6 +37,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import MutableMapping
 
 HERE = Path(__file__).resolve().parent
 TRAINER_DIR = HERE / "trainers"
@@ -66,8 +67,15 @@ def nnunet_env(workdir: Path, n_proc_da: int = 2) -> dict:
         "OMP_NUM_THREADS": "2",
         "PYTHONUNBUFFERED": "1",
     })
-    # The installed plugin's .pth has already appended its trainer folder to nnUNet_extTrainer in this
-    # process (and will again in the children); keep it and put the benchmark trainers first.
+    return with_bench_trainers(env)
+
+
+def with_bench_trainers(env: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """`env` (changed in place, and returned) with benchmarks/trainers first in nnUNet_extTrainer, so
+    nnU-Net finds the benchmark trainers by name, in training, prediction and a trained model's
+    folder. The installed plugin's .pth has already appended its own trainer folder in this process
+    (and will again in the children); that one is kept. nnU-Net reads the variable at lookup time,
+    so `with_bench_trainers(os.environ)` works in-process too."""
     existing = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p and p != str(TRAINER_DIR)]
     env["nnUNet_extTrainer"] = os.pathsep.join([str(TRAINER_DIR), *existing])
     return env

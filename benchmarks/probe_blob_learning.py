@@ -14,17 +14,22 @@ teach that blob at all, separately from how often blobs come.
     nnUNet_n_proc_DA=0 python3 benchmarks/probe_blob_learning.py -d 905 -c 3d_cpu -tr TRAINER \\
         -m RESULTS/Dataset905_MaleniaZS/TRAINER__nnUNetPlans__3d_cpu [--patches 10] [--overfit 30]
 
-(nnUNet_n_proc_DA=0: one process, no augmentation workers to leave behind.)
+(nnUNet_n_proc_DA=0: one process, no augmentation workers to leave behind. nnUNet_preprocessed must
+hold the dataset, as for nnUNetv2_train; benchmarks/trainers is put on nnUNet_extTrainer here.)
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_training import with_bench_trainers  # noqa: E402
 
 
 def _pasted(trainer, batch):
@@ -67,6 +72,8 @@ def main() -> int:
 
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
+
+    with_bench_trainers(os.environ)   # -tr may name a benchmark trainer (benchmarks/trainers)
 
     trainer = get_trainer_from_args(args.dataset, args.configuration, args.fold, args.trainer, "nnUNetPlans",
                                     device=torch.device("cpu"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,6 +29,9 @@ def load_model(model: Path, fold: int, table_of: Callable | None = None):
     import torch
 
     from nnunetv2_malenia.inference.zero_shot_predictor import ZeroShotPredictor
+
+    from bench_training import with_bench_trainers
+    with_bench_trainers(os.environ)   # a model of a benchmark trainer names its class in benchmarks/trainers
 
     predictor = ZeroShotPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
                                   perform_everything_on_device=False, device=torch.device("cpu"), verbose=False,

@@ -1,0 +1,34 @@
+"""The benchmark scripts find benchmarks/trainers by name, in their children and in-process.
+
+Why: the probes load a trained benchmark model in-process (its plans name the trainer class); they
+used to fail unless the user had exported nnUNet_extTrainer by hand (docs/benchmarks.md, 2026-12-04).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import bench_training as bt  # noqa: E402
+
+
+def test_bench_trainers_come_first_once_and_keep_the_plugin_folder():
+    env = {"nnUNet_extTrainer": os.pathsep.join(["/plugin/trainers", str(bt.TRAINER_DIR)])}
+    assert bt.with_bench_trainers(env) is env
+    bt.with_bench_trainers(env)
+    assert env["nnUNet_extTrainer"].split(os.pathsep) == [str(bt.TRAINER_DIR), "/plugin/trainers"]
+    assert bt.with_bench_trainers({})["nnUNet_extTrainer"] == str(bt.TRAINER_DIR)
+
+
+def test_nnunet_finds_a_benchmark_trainer_in_process(monkeypatch):
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    monkeypatch.setenv("nnUNet_extTrainer", "")
+    with pytest.raises(RuntimeError, match="nnUNetTrainer_cpu_twothirds"):
+        recursive_find_trainer_class_by_name("nnUNetTrainer_cpu_twothirds")
+    bt.with_bench_trainers(os.environ)
+    assert recursive_find_trainer_class_by_name("nnUNetTrainer_cpu_twothirds").__name__ == "nnUNetTrainer_cpu_twothirds"
