@@ -411,8 +411,11 @@ def score(prediction: dict, raw_pred: Path, target: Path, gt: Path, test_labels_
     for name in classes:
         stats = result.summary["labels"][name]
         rows = [r for r in result.rows if r["label"] == name]
+        present = [r["dsc"] for r in rows if r.get("gt_voxels") and r["dsc"] is not None]
+        false = sorted(r["pred_voxels"] for r in rows if not r.get("gt_voxels") and r.get("pred_voxels"))
         out[name] = {"dsc": stats["dsc"]["mean"], "nsd": stats["nsd"]["mean"], "n": stats["dsc"]["n"],
-                     "n_gt": sum(1 for r in rows if r.get("gt_voxels"))}
+                     "n_gt": len(present), "dsc_present": mean(present), "false_cases": len(false),
+                     "false_median_voxels": false[len(false) // 2] if false else 0}
     return out
 
 
@@ -561,6 +564,7 @@ def report(data: dict, scores: dict, costs: dict, checks: dict, args, test_label
                      *(diff(values[k], values["full"]) for k in deltas_of)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    lines += split_table(scores, keys, [n for n in classes if kind[n] == "lesion"], dropped_by)
     lines += goal_lines(scores, classes, dropped_by)
     lines += ["", "| model | dataset | trainer | training wall (s) | of which to last epoch (s) | median epoch (s) | "
                   "training peak RSS (MB) | test prediction wall (s) | prediction peak RSS (MB) |",
@@ -575,6 +579,28 @@ def report(data: dict, scores: dict, costs: dict, checks: dict, args, test_label
               "Commands (the measurement as shell commands; this run: bench_partial_labels.json 'commands_run'):", "",
               "```", *pipeline(args.workdir, data, output), "```", ""]
     return "\n".join(lines)
+
+
+def split_table(scores: dict, keys: list[str], lesions: list[str], dropped_by: dict) -> list[str]:
+    """The lesion DSC above, taken apart: segmentation on the cases that hold the lesion, and the
+    cases without it where the model paints some. Why: a false-positive case scores 0 and the
+    tables' mean runs over both kinds, so a few stray voxels move a class by many points
+    (measured, control (d): splenic cyst 85 % DSC where present, 35.8 over the 13 cases with it
+    and the 18 with a stray prediction, most of 1-46 voxels)."""
+    if not lesions or not keys:
+        return []
+    header = ["lesion", "dropped by", "n_GT", *(f"{MODELS[k][0][:3]} DSC where present" for k in keys),
+              *(f"{MODELS[k][0][:3]} false cases (median voxels)" for k in keys)]
+    lines = ["**Lesions apart**: DSC on the n_GT test cases holding the class; false cases: test cases "
+             "without it where the model predicts some (each scores 0 above), with the median size of "
+             "those predictions.", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in lesions:
+        cells = [name, ", ".join(dropped_by[name]) or "-", str(scores[keys[0]][name]["n_gt"]),
+                 *(pct(scores[k][name].get("dsc_present")) for k in keys),
+                 *(f"{scores[k][name]['false_cases']} ({scores[k][name]['false_median_voxels']:.0f})"
+                   if "false_cases" in scores[k][name] else "n/a" for k in keys)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def goal_lines(scores: dict, classes: list[str], dropped_by: dict) -> list[str]:
