@@ -284,3 +284,14 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_perty
     2026-12-04). Suspect: too few blobs of each kind (organ x sign) for a varied target to be learnt."""
 
     anomalies = AnomalyConfig(describe=True, label_in_head="lesion", probability=1.0, max_per_patch=3)
+
+
+class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly_region_paste(
+        nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_pertype_lesiononly_region):
+    """The two changes that each moved one half (2026-12-04): the "any lesion" loss lifted nnU-Net's
+    lesion mass on unseen lesions (0.32 -> 0.49, one run), cross-organ copy-paste named them from
+    their voxels (0.22 -> 0.48, both runs) but found them in one run of two. Together: found by the
+    head, named by the tokens. Copy-paste with LesionPasteConfig's default, which clears the moved
+    lesion's enhancement status (the measured _paste trainer kept it, a bug)."""
+
+    lesion_paste = LesionPasteConfig()
