@@ -596,9 +596,8 @@ def split_table(scores: dict, keys: list[str], lesions: list[str], dropped_by: d
              "those predictions.", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in lesions:
         cells = [name, ", ".join(dropped_by[name]) or "-", str(scores[keys[0]][name]["n_gt"]),
-                 *(pct(scores[k][name].get("dsc_present")) for k in keys),
-                 *(f"{scores[k][name]['false_cases']} ({scores[k][name]['false_median_voxels']:.0f})"
-                   if "false_cases" in scores[k][name] else "n/a" for k in keys)]
+                 *(pct(scores[k][name]["dsc_present"]) for k in keys),
+                 *(f"{scores[k][name]['false_cases']} ({scores[k][name]['false_median_voxels']:.0f})" for k in keys)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 

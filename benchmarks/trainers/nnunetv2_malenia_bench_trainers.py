@@ -281,7 +281,10 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_perty
     (about 2.7 times as many): with the "any lesion" loss a replayed patch learnt its brighter blob
     in 10 steps, yet on the trainer's own patches brighter blobs ended at a lesion mass of 0.07
     against 0.68 for the real lesions, which outnumbered them three to one (probe_blob_learning.py,
-    2026-12-04). Suspect: too few blobs of each kind (organ x sign) for a varied target to be learnt."""
+    2026-12-04). Suspect: too few blobs of each kind (organ x sign) for a varied target to be learnt.
+    Measured (two runs, docs/benchmarks.md): unseen mean 20.7 and 23.6, the best on the varied tier,
+    though brighter liver blobs were not learnt (probe_finding.py): the gain is in the kidneys and
+    in naming."""
 
     anomalies = AnomalyConfig(describe=True, label_in_head="lesion", probability=1.0, max_per_patch=3)
 
