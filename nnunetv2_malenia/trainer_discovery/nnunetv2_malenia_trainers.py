@@ -16,6 +16,11 @@ from nnunetv2_malenia.training.cpu_recipe import (
     nnUNetTrainerMalenia_cpu_demo,
     nnUNetTrainerMalenia_nameonly_cpu,
 )
+from nnunetv2_malenia.training.zero_shot_recipe import (
+    nnUNetTrainerMalenia_cpu_zeroshot,
+    nnUNetTrainerMalenia_nameonly_cpu_zeroshot,
+    nnUNetTrainerMalenia_zeroshot,
+)
 
 __all__ = [
     "nnUNetTrainerMalenia",
@@ -30,4 +35,7 @@ __all__ = [
     "nnUNetTrainerMalenia_cpu",
     "nnUNetTrainerMalenia_cpu_demo",
     "nnUNetTrainerMalenia_nameonly_cpu",
+    "nnUNetTrainerMalenia_zeroshot",
+    "nnUNetTrainerMalenia_cpu_zeroshot",
+    "nnUNetTrainerMalenia_nameonly_cpu_zeroshot",
 ]
