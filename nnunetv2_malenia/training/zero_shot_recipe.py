@@ -2,8 +2,8 @@
 
 The paper's Malenia aligns lesion tokens to attribute phrases and nothing more. On the varied CPU
 tier that found almost no unseen lesion (unseen mean DSC 2.8-12.6 over every earlier run), and one
-change at a time (docs/benchmarks.md, "Issue 12") arrived at this recipe, measured twice: unseen
-mean 20.7 and 23.6, seen 42.5 and 36.0, organs 87.4 and 86.5 (0.36x the supervised upper bound's
+change at a time (docs/benchmarks.md, "Issue 12") arrived at this recipe, measured three times:
+unseen mean 22.6 ± 1.6, seen 36.6 ± 5.6, organs 86.3 ± 1.2 (0.37x the supervised upper bound's
 unseen 61.0). What it adds to nnUNetTrainerMalenia, each for a measured reason:
 
 - the token loss weighted 0.1 next to nnU-Net's Dice+CE: at 1.0 its backbone gradient drowned
