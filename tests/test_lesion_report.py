@@ -186,3 +186,60 @@ def test_case_scores_are_the_strongest_tokens_objectness_times_disease_probabili
     np.testing.assert_allclose(list(scores.values()), expected.numpy(), atol=1e-6)
     empty = WindowRecorder((16, 16, 16), network.disease_head.label_of_disease)
     assert set(empty.case_scores(["a", "b"]).values()) == {0.0}
+
+
+@pytest.fixture(scope="module")
+def voxel_named_network():
+    """A tiny network with the zero-shot recipe's head options: lesion voxels named by the
+    per-voxel readout, lesion presence from nnU-Net's head."""
+    from nnunetv2_malenia.training.zero_shot_recipe import ZERO_SHOT_HEAD_OPTIONS
+
+    table = load_knowledge_table()
+    plans = unet_plans([8, 16, 32])
+    config = MaleniaConfig(**{**ZERO_SHOT_HEAD_OPTIONS, "hidden_dim": 32, "num_tokens": 4, "num_heads": 4,
+                              "ffn_dim": 64, "fusion_layers": 1, "text_dim": 12, "lesion_labels": (2,)})
+    torch.manual_seed(0)
+    network = build_malenia_network(plans["network_class_name"], plans["arch_kwargs"], plans["_kw_requires_import"],
+                                    1, 3, config, len(table.vocabulary.phrases), deep_supervision=False)
+    network.set_vocabulary(torch.randn(len(table.vocabulary.phrases), 12), torch.tensor(table.vocabulary.value_type))
+    network.set_knowledge_table(torch.from_numpy(table.weight_matrix()), list(range(2, 2 + len(table.diseases))))
+    return network.eval(), table
+
+
+def test_a_voxel_named_models_report_reads_the_lesions_voxels_not_a_token(voxel_named_network, network_and_table):
+    """What named the lesion speaks for it: the per-voxel readout averaged over the lesion's voxels
+    (attributes, row scores, row match), not the best-overlapping token."""
+    network, table = voxel_named_network
+    torch.manual_seed(2)
+    data = torch.randn(1, 16, 16, 16)
+    seg = np.zeros((16, 16, 16), dtype=np.int16)
+    seg[3:8, 4:9, 2:6] = 3
+    image = sitk.Image([16, 16, 16], sitk.sitkInt16)
+    properties = _properties(image, [[0, 16]] * 3, (16, 16, 16))
+    (report,) = lesion_reports(network, one_window(network, data), seg, {3: table.disease_names[2]}, table,
+                               properties, [0, 1, 2], (1.0, 1.0, 1.0))
+    with torch.no_grad():
+        details = network.predict_details(data[None])
+    where = details["voxel_where"][0]
+    lesion = torch.from_numpy(seg == 3)
+    assert (where & lesion).any()
+    rows = torch.cumsum(where.flatten().long(), 0).reshape(where.shape) - 1   # readout row of each read voxel
+    read = details["voxel_attribute_probs"][rows[where & lesion]].mean(0)        # (T, V)
+    assert report.readout == "voxels" and report.to_dict()["readout"] == "voxels"
+    for t, (key, readout) in enumerate(report.attributes.items()):
+        value = int(read[t].argmax())
+        assert readout["value"] == table.vocabulary.phrases[value]
+        assert readout["similarity"] == pytest.approx(float(read[t, value]), abs=1e-4)
+    expected_scores = details["voxel_disease"][0][:, where & lesion].mean(1)
+    np.testing.assert_allclose(list(report.row_scores.values()), expected_scores.numpy(), atol=1e-5)
+    match = network.disease_head.row_match(read[None, None], network.attributes.value_type)[0, 0]
+    np.testing.assert_allclose(list(report.row_match.values()), match.numpy(), atol=1e-5)
+    token_window = one_window(network, data)
+    token_window.windows[0].voxel_indices = np.zeros(0, dtype=np.int64)   # nothing read: the token speaks
+    (fallback,) = lesion_reports(network, token_window, seg, {3: table.disease_names[2]}, table,
+                                 properties, [0, 1, 2], (1.0, 1.0, 1.0))
+    assert fallback.readout == "token" and fallback.attributes != report.attributes
+    token_network, _ = network_and_table
+    (by_token,) = lesion_reports(token_network, one_window(token_network, data), seg, {3: table.disease_names[2]},
+                                 table, properties, [0, 1, 2], (1.0, 1.0, 1.0))
+    assert by_token.readout == "token"

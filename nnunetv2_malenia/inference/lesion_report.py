@@ -9,6 +9,12 @@ scores, how well each row explains its readout (row_match, computed here for tha
 and its objectness. Volume is measured at the working spacing; the centroid is mapped back
 through nnU-Net's cropping, resampling and transposition to world coordinates (mm, as SimpleITK
 reports them for the input image).
+
+A model that names lesion voxels by its per-voxel readout (`lesion_naming="voxel"`, the zero-shot
+recipe) is reported from that readout instead, averaged over the lesion's voxels: the attribute
+values, row_scores (the mean p(disease | voxel)) and row_match all come from what named the lesion;
+objectness stays the best token's. `readout` in the report says which spoke ("voxels" or "token";
+a lesion none of whose voxels were read falls back to the token).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class LesionReport:
     attributes: dict[str, dict[str, float | str]] = field(default_factory=dict)
     row_match: dict[str, float] = field(default_factory=dict)
     closest_disease: str = ""
+    readout: str = "token"  # what the attributes and scores were read from: "token" or "voxels"
     # where the lesion is in working space (not serialised): bounding box and the mask inside it
     bbox: tuple[slice, ...] = ()
     mask: np.ndarray | None = field(default=None, repr=False)
@@ -50,7 +57,7 @@ class LesionReport:
         return {"label": self.label, "disease": self.disease, "closest_disease": self.closest_disease,
                 "best_match": round(self.best_match, 4), "volume_ml": round(self.volume_ml, 3),
                 "centroid_mm": [round(c, 2) for c in self.centroid_mm], "voxels": self.voxels,
-                "objectness": round(self.objectness, 4),
+                "objectness": round(self.objectness, 4), "readout": self.readout,
                 "row_scores": {k: round(v, 4) for k, v in self.row_scores.items()},
                 "row_match": {k: round(v, 4) for k, v in self.row_match.items()},
                 "attributes": self.attributes}
@@ -97,6 +104,12 @@ def lesion_reports(network, windows: WindowRecorder, segmentation: np.ndarray, d
         voxels = np.argwhere(mask)
         low, high = voxels.min(0), voxels.max(0)
         probs = torch.from_numpy(window.attribute_probs[token])  # (T, V)
+        row_scores = window.disease_given_token[token].tolist()
+        by_voxels = windows.voxel_readout(mask)
+        if by_voxels is not None:
+            values, voxel_disease = by_voxels
+            member = (value_type.cpu()[None, :] == torch.arange(len(vocabulary.types))[:, None]).float()  # (T, V)
+            probs, row_scores = torch.from_numpy(values).float()[None, :] * member, voxel_disease.tolist()
         readout = {}
         for t, attr_type in enumerate(vocabulary.types):
             value = int(probs[t].argmax())
@@ -107,9 +120,9 @@ def lesion_reports(network, windows: WindowRecorder, segmentation: np.ndarray, d
             volume_ml=float(mask.sum() * np.prod(spacing) / 1000.0),
             centroid_mm=working_to_world(voxels.mean(0), properties, transpose_forward, mask.shape),
             objectness=float(window.objectness[token]),
-            row_scores=dict(zip(table.disease_names, window.disease_given_token[token].tolist())),
+            row_scores=dict(zip(table.disease_names, row_scores)),
             attributes=readout, row_match=dict(zip(table.disease_names, match)),
-            closest_disease=disease_of_label[label],
+            closest_disease=disease_of_label[label], readout="token" if by_voxels is None else "voxels",
             bbox=tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(low, high)))
         report.mask = mask[report.bbox]
         if unknown is not None and report.best_match < unknown[0]:

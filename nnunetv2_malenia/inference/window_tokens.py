@@ -13,11 +13,16 @@ After the pass, each lesion (a connected component of the label map) is scored a
 window that contains part of it: the token with the best soft Dice between its mask and the
 lesion's voxels in that window speaks for the lesion. On an image that fits one window this is
 exactly the token the earlier per-lesion pass chose.
+
+A model that names lesion voxels by its per-voxel readout (`lesion_naming="voxel"`) also gets
+that readout kept, on the voxels it was computed for (where the lesion mass reaches
+VOXEL_NAMING_MIN_MASS): per voxel p(value) (V) and p(disease) (D). The report of such a model reads
+the lesion from them, since they, not a token, named it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -38,6 +43,11 @@ class WindowTokens:
     mask_total: np.ndarray          # (N,) sum of each token's mask over `region`
     candidates: np.ndarray          # (K,)
     candidate_masks: np.ndarray     # (N, K)
+    # voxel-named models: flat indices into `region` of the voxels the per-voxel readout read, and
+    # there p(value) (M, V; each type's values sum to 1) and p(disease) (M, D); empty otherwise
+    voxel_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    voxel_value_probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    voxel_disease: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
     @classmethod
     def from_details(cls, details: dict, region: tuple[slice, ...], inside: tuple[slice, ...],
@@ -49,10 +59,13 @@ class WindowTokens:
         probs = details["token_probs"][0][window].float().flatten(1)
         lesion_mass = details["log_probs"][0][window][lesion_labels.to(probs.device)].float().exp().sum(0).flatten()
         candidates = torch.nonzero(lesion_mass >= candidate_mass).flatten()
-        return cls(region, details["objectness"][0].float().cpu().numpy(),
-                   details["attribute_probs"][0].float().cpu().numpy(),
-                   details["disease_given_token"][0].float().cpu().numpy(), probs.sum(1).cpu().numpy(),
-                   candidates.cpu().numpy(), probs[:, candidates].cpu().numpy())
+        tokens = cls(region, details["objectness"][0].float().cpu().numpy(),
+                     details["attribute_probs"][0].float().cpu().numpy(),
+                     details["disease_given_token"][0].float().cpu().numpy(), probs.sum(1).cpu().numpy(),
+                     candidates.cpu().numpy(), probs[:, candidates].cpu().numpy())
+        if "voxel_where" in details:
+            tokens.voxel_indices, tokens.voxel_value_probs, tokens.voxel_disease = _voxel_readout(details, inside)
+        return tokens
 
     def best_token(self, lesion: np.ndarray) -> tuple[int, float]:
         """(token, soft Dice) of the token overlapping `lesion` (a boolean image) best in this window."""
@@ -61,6 +74,19 @@ class WindowTokens:
         dice = 2 * overlap / (self.mask_total + float(inside.sum()) + 1e-6)
         token = int(dice.argmax())
         return token, float(dice[token])
+
+
+def _voxel_readout(details: dict, inside: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The per-voxel readout of the window's first case inside the image: (flat indices into the
+    inside part, p(value) (M, V), p(disease) (M, D))."""
+    where = details["voxel_where"]
+    row = torch.full(where.shape, -1, dtype=torch.long, device=where.device)
+    row[where] = torch.arange(int(where.sum()), device=where.device)  # the readout's row of each voxel
+    row = row[0][inside].flatten()
+    indices = torch.nonzero(row >= 0).flatten()
+    values = details["voxel_attribute_probs"][row[indices]].float().sum(-2)  # (M, V): types do not share values
+    disease = details["voxel_disease"][0][(slice(None), *inside)].flatten(1)[:, indices].t().float()
+    return indices.cpu().numpy(), values.cpu().numpy(), disease.cpu().numpy()
 
 
 class WindowRecorder:
@@ -108,6 +134,21 @@ class WindowRecorder:
             if dice > best:
                 best, found = dice, (window, token)
         return found
+
+    def voxel_readout(self, lesion: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The per-voxel readout over `lesion` (boolean image), averaged over its read voxels in
+        every window: (p(value) (V), p(disease) (D)); None where no window read any of its voxels
+        (a model that names by tokens, or a lesion outside the voxels it read)."""
+        values, diseases = [], []
+        for window in self.windows:
+            if window.voxel_indices.size == 0 or not lesion[window.region].any():
+                continue
+            hit = lesion[window.region].ravel()[window.voxel_indices]
+            values.append(window.voxel_value_probs[hit])
+            diseases.append(window.voxel_disease[hit])
+        if not values or sum(len(v) for v in values) == 0:
+            return None
+        return np.concatenate(values).mean(0), np.concatenate(diseases).mean(0)
 
     def case_scores(self, disease_names: list[str]) -> dict[str, float]:
         """Per table row, how strongly some token says the disease is in the case: the maximum over

@@ -145,10 +145,13 @@ class MaleniaNetwork(nn.Module):
             "num_attribute_types": self.config.num_attribute_types,
         }
 
-    def voxel_disease(self, pixel: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    def voxel_disease(self, pixel: torch.Tensor, where: torch.Tensor,
+                      readout: Optional[list] = None) -> torch.Tensor:
         """p(disease | voxel) (B, num_diseases, X, Y, Z) from the per-voxel readout of `pixel`
         (`voxel_readout.features(x, pixel_features)`), computed only where `where` (B, X, Y, Z) is
-        True (elsewhere uniform: no lesion mass to share there)."""
+        True (elsewhere uniform: no lesion mass to share there). `readout`, a list, receives the
+        readout at those voxels, p(value | type) (M, T, V) in `where`'s nonzero order: what the
+        lesion reports of a voxel-named model read."""
         b, _, *spatial = pixel.shape
         n = self.disease_head.num_diseases
         out = pixel.new_full((b, *spatial, n), 1.0 / max(n, 1), dtype=torch.float32)
@@ -157,6 +160,8 @@ class MaleniaNetwork(nn.Module):
             type_probs = self.attributes.type_probs(self.voxel_readout.attribute_logits(feats, self.attributes))
             out[where] = self.disease_head.disease_given_token(type_probs.unsqueeze(0), self.attributes.value_type,
                                                                self.config.row_score_epsilon)[0]
+            if readout is not None:
+                readout.append(type_probs)
         return out.permute(0, 4, 1, 2, 3)
 
     def predict_details(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -181,12 +186,19 @@ class MaleniaNetwork(nn.Module):
                 mass = torch.einsum("bn,bnxyz->bxyz", objectness, token_probs)
             lesions = mass >= LESION_MASK_MIN_MASS if self.voxel_readout.needs_lesion_mask else None
             read = self.voxel_readout.features(x, pixel, lesions)
-            voxel_disease = self.voxel_disease(read, mass >= VOXEL_NAMING_MIN_MASS)
+            voxel_where, voxel_attributes = mass >= VOXEL_NAMING_MIN_MASS, []
+            voxel_disease = self.voxel_disease(read, voxel_where, voxel_attributes)
         log_probs = self.disease_head.label_log_probs(token_probs, scores, seg, self.config.lesion_presence,
                                                      self.config.lesion_naming, voxel_disease)
-        return {"log_probs": log_probs, "token_probs": token_probs, "objectness": objectness,
-                "attribute_probs": type_probs, "disease_given_token": p_disease, "disease_scores": scores,
-                "nnunet_logits": seg}
+        details = {"log_probs": log_probs, "token_probs": token_probs, "objectness": objectness,
+                   "attribute_probs": type_probs, "disease_given_token": p_disease, "disease_scores": scores,
+                   "nnunet_logits": seg}
+        if voxel_disease is not None:  # what named each lesion voxel: (B, X, Y, Z), (M, T, V), (B, D, X, Y, Z)
+            details["voxel_where"] = voxel_where
+            details["voxel_attribute_probs"] = voxel_attributes[0] if voxel_attributes else type_probs.new_zeros(
+                0, *type_probs.shape[-2:])
+            details["voxel_disease"] = voxel_disease
+        return details
 
 
 def build_malenia_network(arch_class_name: str, arch_kwargs: dict, arch_kwargs_req_import: Sequence[str],
