@@ -34,18 +34,23 @@ def test_working_index_maps_back_to_the_input_images_world_coordinates():
     np.testing.assert_allclose(world, expected, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def network_and_table():
+def _tiny_network(**options):
+    """A tiny untrained Malenia network over the default table (head options on top of a tiny size)."""
     table = load_knowledge_table()
     plans = unet_plans([8, 16, 32])
-    config = MaleniaConfig(hidden_dim=32, num_tokens=4, num_heads=4, ffn_dim=64, fusion_layers=1, text_dim=12,
-                           lesion_labels=(2,))
+    config = MaleniaConfig(**{"hidden_dim": 32, "num_tokens": 4, "num_heads": 4, "ffn_dim": 64, "fusion_layers": 1,
+                              "text_dim": 12, "lesion_labels": (2,), **options})
     torch.manual_seed(0)
     network = build_malenia_network(plans["network_class_name"], plans["arch_kwargs"], plans["_kw_requires_import"],
                                     1, 3, config, len(table.vocabulary.phrases), deep_supervision=False)
     network.set_vocabulary(torch.randn(len(table.vocabulary.phrases), 12), torch.tensor(table.vocabulary.value_type))
     network.set_knowledge_table(torch.from_numpy(table.weight_matrix()), list(range(2, 2 + len(table.diseases))))
     return network.eval(), table
+
+
+@pytest.fixture(scope="module")
+def network_and_table():
+    return _tiny_network()
 
 
 def one_window(network, data: torch.Tensor) -> WindowRecorder:
@@ -107,19 +112,29 @@ def test_overlay_png_shows_each_lesion(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case.nii.gz", "case_0000.nii.gz", "none.png", "two.png"]
 
 
+def one_lesion_case(seed: int):
+    """A random 16^3 image that is one window, with one lesion of label 3, and its properties."""
+    torch.manual_seed(seed)
+    seg = np.zeros((16, 16, 16), dtype=np.int16)
+    seg[3:8, 4:9, 2:6] = 3
+    image = sitk.Image([16, 16, 16], sitk.sitkInt16)
+    return torch.randn(1, 16, 16, 16), seg, _properties(image, [[0, 16]] * 3, (16, 16, 16))
+
+
+def report_and_details(network, table, data, seg, properties):
+    """The one lesion's report from a one-window pass, and the network's own details of that pass."""
+    (report,) = lesion_reports(network, one_window(network, data), seg, {3: table.disease_names[2]}, table,
+                               properties, [0, 1, 2], (1.0, 1.0, 1.0))
+    with torch.no_grad():
+        return report, network.predict_details(data[None])
+
+
 def test_a_one_window_report_is_the_best_overlapping_tokens_readout(network_and_table):
     """The report's values are those of the token with the best soft Dice against the lesion
     (the rule of the former per-lesion pass), read from the one pass."""
     network, table = network_and_table
-    torch.manual_seed(1)
-    data = torch.randn(1, 16, 16, 16)
-    seg = np.zeros((16, 16, 16), dtype=np.int16)
-    seg[3:8, 4:9, 2:6] = 3
-    image = sitk.Image([16, 16, 16], sitk.sitkInt16)
-    (report,) = lesion_reports(network, one_window(network, data), seg, {3: table.disease_names[2]}, table,
-                               _properties(image, [[0, 16]] * 3, (16, 16, 16)), [0, 1, 2], (1.0, 1.0, 1.0))
-    with torch.no_grad():
-        details = network.predict_details(data[None])
+    data, seg, properties = one_lesion_case(seed=1)
+    report, details = report_and_details(network, table, data, seg, properties)
     probs = details["token_probs"][0].flatten(1)
     lesion = torch.from_numpy(seg == 3).flatten().float()
     token = int((2 * probs @ lesion / (probs.sum(1) + lesion.sum() + 1e-6)).argmax())
@@ -190,36 +205,19 @@ def test_case_scores_are_the_strongest_tokens_objectness_times_disease_probabili
 
 @pytest.fixture(scope="module")
 def voxel_named_network():
-    """A tiny network with the zero-shot recipe's head options: lesion voxels named by the
-    per-voxel readout, lesion presence from nnU-Net's head."""
+    """The zero-shot recipe's head options: lesion voxels named by the per-voxel readout, lesion
+    presence from nnU-Net's head."""
     from nnunetv2_malenia.training.zero_shot_recipe import ZERO_SHOT_HEAD_OPTIONS
 
-    table = load_knowledge_table()
-    plans = unet_plans([8, 16, 32])
-    config = MaleniaConfig(**{**ZERO_SHOT_HEAD_OPTIONS, "hidden_dim": 32, "num_tokens": 4, "num_heads": 4,
-                              "ffn_dim": 64, "fusion_layers": 1, "text_dim": 12, "lesion_labels": (2,)})
-    torch.manual_seed(0)
-    network = build_malenia_network(plans["network_class_name"], plans["arch_kwargs"], plans["_kw_requires_import"],
-                                    1, 3, config, len(table.vocabulary.phrases), deep_supervision=False)
-    network.set_vocabulary(torch.randn(len(table.vocabulary.phrases), 12), torch.tensor(table.vocabulary.value_type))
-    network.set_knowledge_table(torch.from_numpy(table.weight_matrix()), list(range(2, 2 + len(table.diseases))))
-    return network.eval(), table
+    return _tiny_network(**ZERO_SHOT_HEAD_OPTIONS)
 
 
 def test_a_voxel_named_models_report_reads_the_lesions_voxels_not_a_token(voxel_named_network, network_and_table):
     """What named the lesion speaks for it: the per-voxel readout averaged over the lesion's voxels
     (attributes, row scores, row match), not the best-overlapping token."""
     network, table = voxel_named_network
-    torch.manual_seed(2)
-    data = torch.randn(1, 16, 16, 16)
-    seg = np.zeros((16, 16, 16), dtype=np.int16)
-    seg[3:8, 4:9, 2:6] = 3
-    image = sitk.Image([16, 16, 16], sitk.sitkInt16)
-    properties = _properties(image, [[0, 16]] * 3, (16, 16, 16))
-    (report,) = lesion_reports(network, one_window(network, data), seg, {3: table.disease_names[2]}, table,
-                               properties, [0, 1, 2], (1.0, 1.0, 1.0))
-    with torch.no_grad():
-        details = network.predict_details(data[None])
+    data, seg, properties = one_lesion_case(seed=2)
+    report, details = report_and_details(network, table, data, seg, properties)
     where = details["voxel_where"][0]
     lesion = torch.from_numpy(seg == 3)
     assert (where & lesion).any()
