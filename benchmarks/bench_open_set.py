@@ -54,6 +54,9 @@ def best_threshold(known: list[float], unknown: list[float]) -> tuple[float, flo
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model_arguments(parser)
+    parser.add_argument("--store", action="store_true",
+                        help="store the best threshold with the model (MODEL/open_set_threshold.json), for "
+                        "`malenia predict` to use by default, when the AUROC is at least 0.8; else store nothing")
     args = parser.parse_args()
 
     import torch
@@ -119,6 +122,13 @@ def main() -> int:
     fig.tight_layout()
     fig.savefig(args.output / "open_set.png", dpi=110)
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
+    if args.store:
+        from nnunetv2_malenia.inference.open_set import MIN_AUROC_FOR_DEFAULT, store_model_threshold
+
+        stored = store_model_threshold(args.model, threshold, result["auroc_seen_vs_unseen"],
+                                       f"ground-truth lesions of {args.raw} (test cases), fold {args.fold}")
+        print(f"threshold {threshold:.4f} stored in {stored}" if stored else
+              f"threshold not stored: AUROC {result['auroc_seen_vs_unseen']:.2f} < {MIN_AUROC_FOR_DEFAULT}")
     return 0
 
 

@@ -75,3 +75,29 @@ def test_marking_unknown_lesions_relabels_exactly_their_voxels(network_and_table
     assert (labels[seg == 3] == 3).all()
     assert (labels[seg == 5] == 6).all()
     assert (labels[seg == 0] == 0).all()
+
+
+def test_a_threshold_is_stored_with_a_model_that_separates_and_predict_uses_it(tmp_path):
+    from nnunetv2_malenia.inference.open_set import (MODEL_THRESHOLD_FILE, model_threshold,
+                                                     resolve_unknown_threshold, store_model_threshold)
+
+    assert resolve_unknown_threshold(None, tmp_path) == (0.0, "default")
+    assert store_model_threshold(tmp_path, 0.71, 0.79, "test lesions") is None      # below 0.8: nothing written
+    assert not (tmp_path / MODEL_THRESHOLD_FILE).exists()
+    path = store_model_threshold(tmp_path, 0.7144, 0.83, "test lesions")
+    assert path == tmp_path / MODEL_THRESHOLD_FILE and model_threshold(tmp_path) == pytest.approx(0.7144)
+    assert resolve_unknown_threshold(None, tmp_path) == (pytest.approx(0.7144), str(path))
+    assert resolve_unknown_threshold(0.0, tmp_path) == (0.0, "--unknown-threshold")   # the option wins, 0 turns off
+    assert [p.name for p in tmp_path.iterdir()] == [MODEL_THRESHOLD_FILE]            # no temporary left behind
+
+
+@pytest.mark.parametrize("text, message", [("[0.7]", "not a JSON object"), ('{"threshold": 1.5}', "got 1.5"),
+                                           ('{"threshold": "0.7"}', "got '0.7'"), ("{", "not a JSON object")])
+def test_a_bad_stored_threshold_names_the_file_and_the_fix(tmp_path, text, message):
+    from nnunetv2_malenia.errors import MaleniaError
+    from nnunetv2_malenia.inference.open_set import MODEL_THRESHOLD_FILE, model_threshold
+
+    (tmp_path / MODEL_THRESHOLD_FILE).write_text(text)
+    with pytest.raises(MaleniaError, match="open_set_threshold.json") as error:
+        model_threshold(tmp_path)
+    assert message in str(error.value) and "bench_open_set.py --store" in str(error.value)

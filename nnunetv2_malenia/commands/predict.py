@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from nnunetv2_malenia.errors import MaleniaError
-from nnunetv2_malenia.inference.open_set import OPEN_SET_THRESHOLD
+from nnunetv2_malenia.inference.open_set import OPEN_SET_THRESHOLD, resolve_unknown_threshold
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,8 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--unknown-threshold", type=float, default=None, metavar="T",
                         help="open set: a lesion whose best knowledge-table row match is below T is labelled "
                         "'unknown lesion' (the last label) instead of its closest row; 0 turns this off "
-                        "(default: %g; measure your model's threshold with benchmarks/bench_open_set.py, "
-                        "docs/benchmarks.md)" % OPEN_SET_THRESHOLD)
+                        "(default: the threshold stored with the model by benchmarks/bench_open_set.py --store "
+                        "in MODEL/open_set_threshold.json, else %g: off)" % OPEN_SET_THRESHOLD)
     parser.add_argument("--num-parts", type=int, default=1, metavar="N",
                         help="split the cases into N parts, as nnUNetv2_predict -num_parts (default: 1)")
     parser.add_argument("--part-id", type=int, default=0, metavar="K",
@@ -98,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
 
         table, parsed = describe_table(predictor.model, predictor.dataset_json["labels"], table, descriptions,
                                        args.tower, only=args.describe_only)
-    threshold = OPEN_SET_THRESHOLD if args.unknown_threshold is None else args.unknown_threshold
+    threshold, source = resolve_unknown_threshold(args.unknown_threshold, args.model)
+    if threshold > 0 and source != "--unknown-threshold":
+        print(f"open set: lesions whose best row match is below {threshold:g} are 'unknown lesion' (threshold "
+              f"stored with the model in {source}; --unknown-threshold 0 turns it off)")
     labels = predictor.install_table(table, args.tower, unknown_threshold=threshold)
     for description in parsed:
         print(f"description {description.name!r} -> label {labels[description.name]}: {description.text}")
