@@ -27,6 +27,7 @@ import torch
 
 from nnunetv2_malenia.inference.window_tokens import WindowRecorder
 from nnunetv2_malenia.knowledge import KnowledgeTable
+from nnunetv2_malenia.network.attribute_bank import type_one_hot
 from nnunetv2_malenia.training.lesion_targets import connected_lesions
 
 UNKNOWN_LESION = "unknown lesion"
@@ -95,6 +96,7 @@ def lesion_reports(network, windows: WindowRecorder, segmentation: np.ndarray, d
     """
     vocabulary = table.vocabulary
     head, value_type = network.disease_head, network.attributes.value_type
+    type_member = type_one_hot(value_type.cpu(), len(vocabulary.types)).t()  # (T, V): a voxel readout's (V) -> (T, V)
     reports = []
     for label, mask in connected_lesions(segmentation, sorted(disease_of_label), max_lesions):
         found = windows.best_token(mask)
@@ -108,8 +110,7 @@ def lesion_reports(network, windows: WindowRecorder, segmentation: np.ndarray, d
         by_voxels = windows.voxel_readout(mask)
         if by_voxels is not None:
             values, voxel_disease = by_voxels
-            member = (value_type.cpu()[None, :] == torch.arange(len(vocabulary.types))[:, None]).float()  # (T, V)
-            probs, row_scores = torch.from_numpy(values).float()[None, :] * member, voxel_disease.tolist()
+            probs, row_scores = torch.from_numpy(values).float()[None, :] * type_member, voxel_disease.tolist()
         readout = {}
         for t, attr_type in enumerate(vocabulary.types):
             value = int(probs[t].argmax())
