@@ -31,6 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_test_reader import load_model, model_arguments, test_cases, test_split  # noqa: E402
 
+from nnunetv2_malenia.inference.open_set import MIN_AUROC_FOR_DEFAULT, store_model_threshold  # noqa: E402
+
 
 def auroc(positive: list[float], negative: list[float]) -> float:
     """P(score of a positive > score of a negative), ties counted half."""
@@ -56,7 +58,7 @@ def main() -> int:
     model_arguments(parser)
     parser.add_argument("--store", action="store_true",
                         help="store the best threshold with the model (MODEL/open_set_threshold.json), for "
-                        "`malenia predict` to use by default, when the AUROC is at least 0.8; else store nothing")
+                        f"`malenia predict` to use by default, when the AUROC is at least {MIN_AUROC_FOR_DEFAULT}; else store nothing")
     args = parser.parse_args()
 
     import torch
@@ -123,8 +125,6 @@ def main() -> int:
     fig.savefig(args.output / "open_set.png", dpi=110)
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
     if args.store:
-        from nnunetv2_malenia.inference.open_set import MIN_AUROC_FOR_DEFAULT, store_model_threshold
-
         stored = store_model_threshold(args.model, threshold, result["auroc_seen_vs_unseen"],
                                        f"ground-truth lesions of {args.raw} (test cases), fold {args.fold}")
         print(f"threshold {threshold:.4f} stored in {stored}" if stored else

@@ -7,7 +7,6 @@ setting, or those numbers say nothing about it.
 
 import importlib.util
 import inspect
-import os
 from pathlib import Path
 
 import pytest
