@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from nnunetv2_malenia.knowledge.vocabulary import ATTRIBUTE_TYPE_KEYS
+from nnunetv2_malenia.network.config import MaleniaConfig
+
 from nnunetv2_malenia.training.cpu_recipe import nnUNetTrainerMalenia_cpu
 from nnunetv2_malenia.training.nnUNetTrainerMalenia import nnUNetTrainerMalenia, nnUNetTrainerMalenia_nameonly
 from nnunetv2_malenia.training.zero_shot_recipe import (
@@ -60,7 +63,10 @@ def test_full_schedule_trainer_has_the_recipe_on_the_default_head():
 
 def test_nameonly_ablation_differs_only_in_what_a_lesion_is_aligned_to():
     ours, recipe = _settings(nnUNetTrainerMalenia_nameonly_cpu_zeroshot), _settings(nnUNetTrainerMalenia_cpu_zeroshot)
+    head, recipe_head = ours.pop("malenia_config"), recipe.pop("malenia_config")
     assert ours == recipe
+    # its one type (the name) is read with its context: the recipe's lesion-only types do not exist
+    assert head == {**recipe_head, "voxel_readout_lesion_only_types": []}
     assert (nnUNetTrainerMalenia_nameonly_cpu_zeroshot._build_attribute_space
             is nnUNetTrainerMalenia_nameonly._build_attribute_space)
 
@@ -75,3 +81,14 @@ def test_nnunet_finds_the_zero_shot_trainers_by_name(name, monkeypatch):
     found = recursive_find_trainer_class_by_name(name)
     assert found.__name__ == name
     assert found.__module__ == "nnunetv2_malenia.training.zero_shot_recipe"
+
+
+@pytest.mark.parametrize("trainer, num_types", [(nnUNetTrainerMalenia_zeroshot, len(ATTRIBUTE_TYPE_KEYS)),
+                                                (nnUNetTrainerMalenia_cpu_zeroshot, len(ATTRIBUTE_TYPE_KEYS)),
+                                                (nnUNetTrainerMalenia_nameonly_cpu_zeroshot, 1)])
+def test_each_trainers_head_is_valid_for_its_attribute_space(trainer, num_types):
+    """The head options must hold for the number of attribute types the trainer aligns to (8, or the
+    name-only ablation's one): a type index beyond them stops nnUNetv2_train in its constructor."""
+    config = MaleniaConfig(**{**trainer.malenia_config, "text_dim": 16, "num_attribute_types": num_types,
+                              "lesion_labels": (1,)})
+    assert config.num_attribute_types == num_types

@@ -73,4 +73,8 @@ class nnUNetTrainerMalenia_cpu_zeroshot(ZeroShotRecipe, nnUNetTrainerMalenia_cpu
 
 class nnUNetTrainerMalenia_nameonly_cpu_zeroshot(nnUNetTrainerMalenia_cpu_zeroshot, nnUNetTrainerMalenia_nameonly):
     """Its name-only ablation: every lesion (and each of its voxels) aligned to its disease's name
-    instead of its 8 attributes; the blobs' drawn values name no disease and are skipped."""
+    instead of its 8 attributes; the blobs' drawn values name no disease and are skipped. A name is
+    one attribute type, read with its context like the recipe's organ and location types (a name
+    says which organ; reading it from the lesion alone would hide that)."""
+
+    malenia_config = {**nnUNetTrainerMalenia_cpu_zeroshot.malenia_config, "voxel_readout_lesion_only_types": []}
