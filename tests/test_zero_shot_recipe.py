@@ -19,6 +19,7 @@ from nnunetv2_malenia.training.nnUNetTrainerMalenia import nnUNetTrainerMalenia,
 from nnunetv2_malenia.training.zero_shot_recipe import (
     ZERO_SHOT_HEAD_OPTIONS,
     nnUNetTrainerMalenia_cpu_zeroshot,
+    nnUNetTrainerMalenia_cpu_zeroshot_demo,
     nnUNetTrainerMalenia_nameonly_cpu_zeroshot,
     nnUNetTrainerMalenia_zeroshot,
 )
@@ -72,7 +73,8 @@ def test_nameonly_ablation_differs_only_in_what_a_lesion_is_aligned_to():
 
 
 @pytest.mark.parametrize("name", ["nnUNetTrainerMalenia_zeroshot", "nnUNetTrainerMalenia_cpu_zeroshot",
-                                  "nnUNetTrainerMalenia_nameonly_cpu_zeroshot"])
+                                  "nnUNetTrainerMalenia_nameonly_cpu_zeroshot",
+                                  "nnUNetTrainerMalenia_cpu_zeroshot_demo"])
 def test_nnunet_finds_the_zero_shot_trainers_by_name(name, monkeypatch):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
     from nnunetv2_malenia.trainer_discovery import TRAINER_FOLDER
@@ -92,3 +94,27 @@ def test_each_trainers_head_is_valid_for_its_attribute_space(trainer, num_types)
     config = MaleniaConfig(**{**trainer.malenia_config, "text_dim": 16, "num_attribute_types": num_types,
                               "lesion_labels": (1,)})
     assert config.num_attribute_types == num_types
+
+
+def test_demo_trains_the_recipe_on_a_shorter_schedule_and_scores_it_as_the_benchmark_does():
+    """`malenia demo` is where a new user sees the transfer: it must be the recipe (only fewer
+    steps), on the tier and with the findings rule the benchmark's numbers were measured with."""
+    import sys
+    from nnunetv2_malenia.commands.demo import PLANS
+
+    ours, recipe = _settings(nnUNetTrainerMalenia_cpu_zeroshot_demo), _settings(nnUNetTrainerMalenia_cpu_zeroshot)
+    schedule = ours.pop("cpu_schedule")
+    recipe.pop("cpu_schedule")
+    assert ours == recipe
+    steps = schedule["num_epochs"] * schedule["num_iterations_per_epoch"]
+    assert 0 < steps < 34 * 50
+
+    sys.path.insert(0, str(BENCH_TRAINERS.parents[1]))
+    try:
+        from bench_zero_shot import TIERS
+    finally:
+        sys.path.pop(0)
+    plan = PLANS[("cpu", False)]
+    assert plan.trainer == "nnUNetTrainerMalenia_cpu_zeroshot_demo" and plan.epochs == schedule["num_epochs"]
+    assert plan.preset == TIERS["cpu_varied"]["preset"] and plan.configuration == TIERS["cpu_varied"]["configuration"]
+    assert plan.min_lesion_ml == TIERS["cpu_varied"]["min_lesion_ml"]

@@ -18,6 +18,7 @@ from nnunetv2_malenia.training.cpu_recipe import (
 )
 from nnunetv2_malenia.training.zero_shot_recipe import (
     nnUNetTrainerMalenia_cpu_zeroshot,
+    nnUNetTrainerMalenia_cpu_zeroshot_demo,
     nnUNetTrainerMalenia_nameonly_cpu_zeroshot,
     nnUNetTrainerMalenia_zeroshot,
 )
@@ -37,5 +38,6 @@ __all__ = [
     "nnUNetTrainerMalenia_nameonly_cpu",
     "nnUNetTrainerMalenia_zeroshot",
     "nnUNetTrainerMalenia_cpu_zeroshot",
+    "nnUNetTrainerMalenia_cpu_zeroshot_demo",
     "nnUNetTrainerMalenia_nameonly_cpu_zeroshot",
 ]
