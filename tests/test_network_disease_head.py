@@ -113,5 +113,5 @@ def test_token_naming_takes_the_disease_of_the_strongest_token_not_the_sum_of_we
     assert by_sum.argmax(1).item() == 3 and by_token.argmax(1).item() == 2
     torch.testing.assert_close(by_token.exp().sum(1), torch.ones(1, 1, 1, 1), atol=1e-5, rtol=0)
     torch.testing.assert_close(by_token.exp()[:, 2:].sum(1), by_sum.exp()[:, 2:].sum(1))  # same lesion mass
-    with pytest.raises(ValueError, match="lesion_naming must be one of sum, token, voxel, got 'max'"):
+    with pytest.raises(ValueError, match="lesion_naming must be one of sum, token, voxel, hybrid, got 'max'"):
         MaleniaConfig(lesion_naming="max")

@@ -80,6 +80,38 @@ def test_voxel_naming_gives_each_voxel_the_disease_its_own_readout_matches():
 def test_voxel_naming_needs_a_model_with_the_readout():
     with pytest.raises(ValueError, match="lesion_naming 'voxel' needs voxel_readout=True"):
         MaleniaConfig(lesion_naming="voxel")
+    with pytest.raises(ValueError, match="lesion_naming 'hybrid' needs voxel_readout=True"):
+        MaleniaConfig(lesion_naming="hybrid")
+
+
+def test_hybrid_naming_lets_the_head_pick_among_seen_diseases_and_the_readout_keep_the_unseen_share():
+    # head channels: 0 background, 1 organ, 2 and 3 the seen diseases A and B; table: A -> 2, B -> 3,
+    # U -> 4 (no channel: unseen). Voxel 0 reads A but the head says B; voxel 1 reads U.
+    head = DiseaseHead(num_values=5, num_head_classes=4, lesion_labels=(2, 3))
+    head.set_knowledge_table(torch.rand(3, 5), [2, 3, 4], num_labels=5)
+    assert head.seen_disease_channels().tolist() == [True, True, False]
+    head_logits = torch.zeros(1, 4, 2, 1, 1)
+    head_logits[0, 3] = 6.0                 # B over A wherever the head is asked
+    token_probs = torch.full((1, 1, 2, 1, 1), 0.9)
+    scores = torch.tensor([[[0.5, 0.3, 0.2]]])
+    voxel_disease = torch.tensor([[0.7, 0.1], [0.2, 0.1], [0.1, 0.8]]).view(1, 3, 2, 1, 1)
+    by_voxel = head.label_log_probs(token_probs, scores, head_logits, "tokens", "voxel", voxel_disease).exp()
+    hybrid = head.label_log_probs(token_probs, scores, head_logits, "tokens", "hybrid", voxel_disease).exp()
+    assert by_voxel.argmax(1).flatten().tolist() == [2, 4]
+    assert hybrid.argmax(1).flatten().tolist() == [3, 4]
+    torch.testing.assert_close(hybrid[:, 4], by_voxel[:, 4])                        # the unseen share is the readout's
+    torch.testing.assert_close(hybrid[:, 2:4].sum(1), by_voxel[:, 2:4].sum(1))      # so is the seen diseases' sum
+    ratio = torch.softmax(torch.tensor([0.0, 6.0]), 0)
+    torch.testing.assert_close(hybrid[0, 2:4, 0, 0, 0] / hybrid[0, 2:4, 0, 0, 0].sum(), ratio)  # split by the head
+
+
+def test_hybrid_naming_with_a_table_of_unseen_rows_only_is_voxel_naming():
+    head = DiseaseHead(num_values=5, num_head_classes=3, lesion_labels=(2,))
+    head.set_knowledge_table(torch.rand(2, 5), [3, 4], num_labels=5, head_label_map=[0, 1, -1])
+    voxel_disease = torch.tensor([[0.7, 0.1], [0.3, 0.9]]).view(1, 2, 2, 1, 1)
+    args = (torch.full((1, 1, 2, 1, 1), 0.9), torch.tensor([[[0.6, 0.4]]]), torch.randn(1, 3, 2, 1, 1), "tokens")
+    torch.testing.assert_close(head.label_log_probs(*args, "hybrid", voxel_disease),
+                               head.label_log_probs(*args, "voxel", voxel_disease))
 
 
 def test_eval_output_with_voxel_naming_is_a_distribution_over_the_tables_labels():

@@ -13,7 +13,9 @@ from typing import Any, Mapping
 # configuration, vocabulary, knowledge table and text tower identity.
 PLANS_KEY = "malenia"
 LESION_PRESENCE_RULES = ("tokens", "nnunet")
-LESION_NAMING_RULES = ("sum", "token", "voxel")
+LESION_NAMING_RULES = ("sum", "token", "voxel", "hybrid")
+# Naming rules that read the per-voxel attribute readout.
+VOXEL_NAMING_RULES = ("voxel", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,9 @@ class MaleniaConfig:
     lesion_presence: str = "tokens"
     # Eval rule: how a voxel's lesion mass is shared among diseases. "sum": in proportion to every
     # token's objectness x p(d|q) x mask; "token": by p(d|q) of the strongest token there;
-    # "voxel": by the voxel's own attribute readout scored against the table (needs voxel_readout).
+    # "voxel": by the voxel's own attribute readout scored against the table (needs voxel_readout);
+    # "hybrid": the readout decides how much goes to diseases the model has no label of (unseen),
+    # nnU-Net's head, trained on their labels, which of the seen diseases gets the rest.
     lesion_naming: str = "sum"
 
     def __post_init__(self) -> None:
@@ -106,8 +110,9 @@ class MaleniaConfig:
         if self.voxel_readout_lesion_relative and not self.voxel_readout_lesion_only_types:
             raise ValueError("voxel_readout_lesion_relative needs voxel_readout_lesion_only_types: only the "
                              "lesion-only types read the lesion's CT numbers")
-        if self.lesion_naming == "voxel" and not self.voxel_readout:
-            raise ValueError("lesion_naming 'voxel' needs voxel_readout=True (a model trained with the per-voxel readout)")
+        if self.lesion_naming in VOXEL_NAMING_RULES and not self.voxel_readout:
+            raise ValueError(f"lesion_naming {self.lesion_naming!r} needs voxel_readout=True (a model trained with the "
+                             "per-voxel readout)")
         if self.lesion_presence not in LESION_PRESENCE_RULES:
             raise ValueError(f"lesion_presence must be one of {', '.join(LESION_PRESENCE_RULES)}, got {self.lesion_presence!r}")
         object.__setattr__(self, "lesion_labels", tuple(int(i) for i in self.lesion_labels))

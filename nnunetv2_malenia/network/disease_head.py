@@ -121,6 +121,27 @@ class DiseaseHead(ResizableBuffersMixin):
         log_mass = torch.where(row_has_type, mass.log(), torch.zeros_like(mass)).sum(-1)
         return torch.exp(log_mass / row_has_type.sum(-1).clamp_min(1))
 
+    def seen_disease_channels(self) -> torch.Tensor:
+        """(num_diseases,) bool: diseases the model was trained on, i.e. whose output label is one of
+        nnU-Net's lesion channels (a trained disease keeps its training label, zero_shot_predictor)."""
+        labels, n_head = self.label_of_disease, self.head_label_map.numel()
+        inside = labels < n_head
+        return inside & (self.head_label_map[labels.clamp(max=n_head - 1)] < 0)
+
+    def seen_named_by_head(self, voxel_disease: torch.Tensor, head_logits: torch.Tensor) -> torch.Tensor:
+        """voxel_disease (B, D, X, Y, Z) with the seen diseases' summed share split among them by
+        nnU-Net's head (softmax over their channels alone). Why: the readout names a lesion from its
+        attributes, and two seen diseases of one organ that share most values get confused (liver
+        tumour read as liver cyst); the head learnt them from their labels. The readout still decides
+        how much of a voxel is a disease without a label, which only it can name."""
+        seen = self.seen_disease_channels()
+        if not seen.any():
+            return voxel_disease
+        head = torch.softmax(head_logits.float()[:, self.label_of_disease[seen]], dim=1)
+        out = voxel_disease.clone()
+        out[:, seen] = voxel_disease[:, seen].sum(1, keepdim=True) * head
+        return out
+
     def nnunet_lesion_mass(self, head_logits: torch.Tensor) -> torch.Tensor:
         """(B, 1, X, Y, Z): the softmax mass of nnU-Net's lesion channels (the class-agnostic prior
         of `lesion_presence="nnunet"`), float32."""
@@ -139,7 +160,8 @@ class DiseaseHead(ResizableBuffersMixin):
         "token": all of it goes by p(d | q) of the one token with the largest objectness x mask at
         that voxel (Mask2Former's instance inference), so weak, diffuse tokens cannot outvote it;
         "voxel": all of it goes by `voxel_disease` (B, num_diseases, X, Y, Z), the voxel's own
-        readout scored against the table (MaleniaNetwork.voxel_disease).
+        readout scored against the table (MaleniaNetwork.voxel_disease); "hybrid": as "voxel", with
+        the seen diseases' share split by nnU-Net's head (seen_named_by_head).
         """
         b = token_probs.shape[0]
         spatial = token_probs.shape[2:]
@@ -156,10 +178,13 @@ class DiseaseHead(ResizableBuffersMixin):
                 best = torch.zeros_like(strength).scatter_(1, strength.argmax(1, keepdim=True), 1.0)
                 share = torch.einsum("bnd,bnxyz->bdxyz", disease_scores.float() / objectness.clamp_min(1e-8)[..., None], best)
                 per_disease = share * token_total
-            elif naming == "voxel":
+            elif naming in ("voxel", "hybrid"):
                 if voxel_disease is None:
-                    raise ValueError("lesion_naming 'voxel' needs the per-voxel disease probabilities")
-                per_disease = voxel_disease.float() * token_total
+                    raise ValueError(f"lesion_naming {naming!r} needs the per-voxel disease probabilities")
+                named = voxel_disease.float()
+                if naming == "hybrid":
+                    named = self.seen_named_by_head(named, head_logits)
+                per_disease = named * token_total
             if presence == "nnunet":
                 lesion_total = self.nnunet_lesion_mass(head_logits)
                 share = (per_disease + PRESENCE_EPS / self.num_diseases) / (token_total + PRESENCE_EPS)

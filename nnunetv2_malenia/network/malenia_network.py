@@ -22,7 +22,7 @@ from torch import nn
 from .attribute_bank import AttributeBank
 from .backbone_adapter import NnUNetBackboneAdapter
 from .cmki import CMKIOutput, CrossModalKnowledgeInjection, ensemble_probs
-from .config import MaleniaConfig
+from .config import VOXEL_NAMING_RULES, MaleniaConfig
 from .disease_head import DiseaseHead
 from .transformer_decoder import DecoderLayerOutput, MaskedAttentionDecoder
 from .voxel_readout import VoxelReadout, lesion_union
@@ -179,7 +179,7 @@ class MaleniaNetwork(nn.Module):
         scores = objectness.unsqueeze(-1) * p_disease
         seg = feats.seg[0] if isinstance(feats.seg, (list, tuple)) else feats.seg
         voxel_disease = None
-        if self.config.lesion_naming == "voxel":  # read where the presence rule may put lesion mass
+        if self.config.lesion_naming in VOXEL_NAMING_RULES:  # read where the presence rule may put lesion mass
             if self.config.lesion_presence == "nnunet":
                 mass = self.disease_head.nnunet_lesion_mass(seg)[:, 0]
             else:
