@@ -34,7 +34,7 @@ starts over).
                diseases, 4 unseen), 120 training and 40 test cases, the small 3d_cpu network,
                nnUNetTrainerMalenia_cpu_zeroshot_demo (the zero-shot recipe, 28 x 30 iterations),
                no mirroring (the CPU recipe); predicted lesions under 0.5 ml are not findings, as in
-               benchmarks/bench_zero_shot.py. Measured time and numbers: docs/benchmarks.md.
+               benchmarks/bench_zero_shot.py: 26 min measured on 2 cores (docs/benchmarks.md).
   --tier full  the full benchmark (13 diseases, 5 unseen) at 48^3, 40 training and 13 test cases,
                3d_fullres, nnUNetTrainerMalenia_demo (40 epochs x 10 iterations), mirroring: 21 min.
   --quick      16 training cases, nnUNetTrainerMalenia_smoke (2 x 5 iterations), no mirroring:
