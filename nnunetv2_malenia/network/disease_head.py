@@ -17,6 +17,7 @@ import torch
 
 from .attribute_bank import type_one_hot
 from .buffers import ResizableBuffersMixin, as_index_tensor
+from .config import VOXEL_NAMING_RULES
 
 LOG_EPS = 1e-8
 # With presence "nnunet", a voxel no token covers shares its lesion mass evenly among the diseases.
@@ -178,7 +179,7 @@ class DiseaseHead(ResizableBuffersMixin):
                 best = torch.zeros_like(strength).scatter_(1, strength.argmax(1, keepdim=True), 1.0)
                 share = torch.einsum("bnd,bnxyz->bdxyz", disease_scores.float() / objectness.clamp_min(1e-8)[..., None], best)
                 per_disease = share * token_total
-            elif naming in ("voxel", "hybrid"):
+            elif naming in VOXEL_NAMING_RULES:
                 if voxel_disease is None:
                     raise ValueError(f"lesion_naming {naming!r} needs the per-voxel disease probabilities")
                 named = voxel_disease.float()
