@@ -5,7 +5,8 @@ show it quickly. Off (0) by default: the threshold belongs to a model. On the CP
 measured first (docs/benchmarks.md, "Open set") the best row match did not separate lesions of rows
 in the table from lesions whose disease was removed from it (AUROC 0.50-0.52), so any fixed value
 relabels seen lesions at random. The zero-shot recipe's model is the first measured exception
-(one run: AUROC 0.83, best threshold 0.71, its reports read from the per-voxel readout).
+(AUROC 0.83, best threshold 0.71, its reports read from the per-voxel readout), but not on
+every draw: the same recipe on a second generator seed measured 0.75.
 
 So a threshold is stored with the model it was measured on: `benchmarks/bench_open_set.py
 --store` writes MODEL/open_set_threshold.json when the model's AUROC is at least
