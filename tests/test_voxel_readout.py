@@ -317,6 +317,45 @@ def test_lesion_only_readout_trains_on_the_target_lesions_and_infers_on_the_lesi
     assert torch.equal(local.call_args.args[1], mass >= 0.5)
 
 
+def test_the_readout_can_train_on_the_target_lesions_or_the_voxels_the_head_calls_lesion():
+    """voxel_readout_training_mask="targets_or_predicted": the lesion-only types train on the mask
+    inference gives them (nnU-Net's lesion mass >= 0.5) joined with the targets, so a ring of organ
+    the predicted mask takes in is seen in training too."""
+    from unittest import mock
+
+    x = torch.randn(1, 1, *SHAPE)
+    targets = [lesion_targets(1)]
+    read = {}
+    for rule in ("targets", "targets_or_predicted"):
+        net = make_net(voxel_readout_local=True, voxel_readout_per_type=True, voxel_readout_lesion_only_types=(1,),
+                       lesion_labels=(1,), voxel_readout_training_mask=rule).train()
+        with torch.no_grad():  # a head that calls one corner a lesion, away from the target lesion
+            net.decoder.seg_layers[-1].bias.copy_(torch.tensor([0.0, -20.0]))
+        real_head = net.backbone.forward
+
+        def head_with_a_lesion_corner(inp, real_head=real_head):
+            out = real_head(inp)
+            seg = out.seg[0] if isinstance(out.seg, (list, tuple)) else out.seg
+            seg[:, 1, :3, :3, :3] = 40.0
+            return out
+
+        with mock.patch.object(net.backbone, "forward", side_effect=head_with_a_lesion_corner), \
+                mock.patch.object(net.voxel_readout.local, "forward", wraps=net.voxel_readout.local.forward) as local:
+            net(x, targets=targets, matcher=MaleniaCriterion().matcher)
+        read[rule] = local.call_args.args[1][0]
+    lesion = targets[0].masks.any(0)
+    corner = torch.zeros_like(lesion)
+    corner[:3, :3, :3] = True
+    assert torch.equal(read["targets"], lesion)
+    assert torch.equal(read["targets_or_predicted"], lesion | corner)
+
+
+def test_the_readout_training_mask_must_be_a_known_rule():
+    with pytest.raises(ValueError, match="voxel_readout_training_mask must be one of targets, targets_or_predicted, "
+                                         "got 'predicted'"):
+        MaleniaConfig(voxel_readout_training_mask="predicted")
+
+
 def test_lesion_and_mask_only_types_need_the_per_type_readout_and_valid_disjoint_type_indices():
     with pytest.raises(ValueError, match="voxel_readout_lesion_only_types needs voxel_readout_per_type=True"):
         MaleniaConfig(voxel_readout=True, voxel_readout_local=True, voxel_readout_lesion_only_types=(1,))

@@ -309,3 +309,20 @@ class nnUNetTrainerMalenia_cpu_lw01_anomalies_described_voxel_inhead_local_perty
     model (0.22 -> 0.48, both runs)."""
 
     lesion_paste = LesionPasteConfig()
+
+
+from nnunetv2_malenia.training.zero_shot_recipe import nnUNetTrainerMalenia_cpu_zeroshot  # noqa: E402
+
+
+class nnUNetTrainerMalenia_cpu_zeroshot_predmask(nnUNetTrainerMalenia_cpu_zeroshot):
+    """The recipe with its lesion-only readout types trained on the target lesions joined with the
+    mask they get at inference (nnU-Net's lesion mass >= 0.5 of the same forward pass):
+    `voxel_readout_training_mask="targets_or_predicted"`. Diagnosis (benchmarks/probe_naming.py,
+    seed-1 recipe, 2026-12-05): given the true lesion mask instead of the predicted one, the same
+    weights score seen lesions 56.9 instead of 44.4 (liver tumour 14.7 -> 53.3, splenic lymphoma
+    13.4 -> 34.5), nearly all of it through the specific-features type alone (56.3); the predicted
+    mask grown by one voxel drops liver tumour to 2.6: a ring of organ around a dark lesion reads
+    as a thin cystic wall, and the lesion is named a cyst."""
+
+    malenia_config = {**nnUNetTrainerMalenia_cpu_zeroshot.malenia_config,
+                      "voxel_readout_training_mask": "targets_or_predicted"}

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 PLANS_KEY = "malenia"
 LESION_PRESENCE_RULES = ("tokens", "nnunet")
 LESION_NAMING_RULES = ("sum", "token", "voxel", "hybrid")
+# What the readout's lesion-only and mask-only types read as "the lesion" in training.
+READOUT_TRAINING_MASKS = ("targets", "targets_or_predicted")
 # Naming rules that read the per-voxel attribute readout.
 VOXEL_NAMING_RULES = ("voxel", "hybrid")
 
@@ -60,6 +62,12 @@ class MaleniaConfig:
     # absolute ones, which are the organ's plus an offset (network/voxel_readout.py). Needs
     # voxel_readout_lesion_only_types.
     voxel_readout_lesion_relative: bool = False
+    # The lesion mask those types read in training: "targets", the target lesions' voxels;
+    # "targets_or_predicted", those and every voxel where nnU-Net's head (detached) puts a lesion mass
+    # of at least 0.5, the inference mask. Why: at inference the mask is predicted, and where it
+    # reaches a voxel past the lesion, the organ's ring around a dark lesion reads as a thin cystic
+    # wall (liver tumours and splenic lymphomas named cysts; benchmarks/probe_naming.py).
+    voxel_readout_training_mask: str = "targets"
     # Table scoring: each type's readout mixed with this share of a uniform one (disease_head.py).
     row_score_epsilon: float = 0.0
     # Inference-time attribute injection: argmax value per type (False) or similarity-weighted (True).
@@ -110,6 +118,9 @@ class MaleniaConfig:
         if self.voxel_readout_lesion_relative and not self.voxel_readout_lesion_only_types:
             raise ValueError("voxel_readout_lesion_relative needs voxel_readout_lesion_only_types: only the "
                              "lesion-only types read the lesion's CT numbers")
+        if self.voxel_readout_training_mask not in READOUT_TRAINING_MASKS:
+            raise ValueError(f"voxel_readout_training_mask must be one of {', '.join(READOUT_TRAINING_MASKS)}, "
+                             f"got {self.voxel_readout_training_mask!r}")
         if self.lesion_naming in VOXEL_NAMING_RULES and not self.voxel_readout:
             raise ValueError(f"lesion_naming {self.lesion_naming!r} needs voxel_readout=True (a model trained with the "
                              "per-voxel readout)")

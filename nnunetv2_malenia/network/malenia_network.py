@@ -130,7 +130,7 @@ class MaleniaNetwork(nn.Module):
         cmki = self.cmki(dec.tokens, self._injected_attributes(attr_logits, targets, indices))
         voxel_pairs = None
         if self.voxel_readout is not None and targets is not None:
-            lesions = lesion_union(targets, x.shape[2:], x.device) if self.voxel_readout.needs_lesion_mask else None
+            lesions = self._training_lesion_mask(targets, feats.seg, x) if self.voxel_readout.needs_lesion_mask else None
             voxel_pairs = self.voxel_readout.training_pairs(self.voxel_readout.features(x, pixel, lesions), targets)
         return {
             "voxel_attributes": voxel_pairs,
@@ -144,6 +144,18 @@ class MaleniaNetwork(nn.Module):
             "value_type": self.attributes.value_type,
             "num_attribute_types": self.config.num_attribute_types,
         }
+
+    def _training_lesion_mask(self, targets: Sequence[Any], seg: Any, x: torch.Tensor) -> torch.Tensor:
+        """(B, X, Y, Z) bool: what the readout's lesion-only types read as the lesion in training
+        (MaleniaConfig.voxel_readout_training_mask): the target lesions, or those and the inference
+        mask of this very forward pass (nnU-Net's lesion mass >= LESION_MASK_MIN_MASS, no gradient)."""
+        lesions = lesion_union(targets, x.shape[2:], x.device)
+        if self.config.voxel_readout_training_mask == "targets_or_predicted":
+            full_resolution = seg[0] if isinstance(seg, (list, tuple)) else seg
+            with torch.no_grad():
+                lesions = lesions | (self.disease_head.nnunet_lesion_mass(full_resolution.detach())[:, 0]
+                                     >= LESION_MASK_MIN_MASS)
+        return lesions
 
     def voxel_disease(self, pixel: torch.Tensor, where: torch.Tensor,
                       readout: Optional[list] = None) -> torch.Tensor:
