@@ -20,7 +20,8 @@ each alone, on the same weights, per test case (the CPU tier's cases are one win
   diagnosis's "named by voxels" does with the mask given).
 
 Writes OUT/probe_naming.md: DSC per class on the cases that hold it (as lesion_confusion.py's "on
-its cases"), for the four combinations, after the benchmark's 0.5 ml rule.
+its cases"), for every mask with the vote and for the predicted and true masks also summed, after
+the benchmark's 0.5 ml rule.
 
     python3 benchmarks/probe_naming.py \\
         -m /work/zs_varied_s1/nnUNet_results/Dataset905_MaleniaZS/nnUNetTrainerMalenia_cpu_zeroshot__nnUNetPlans__3d_cpu \\
@@ -41,8 +42,6 @@ from bench_zero_shot_diagnosis import _padded  # noqa: E402
 from synthetic_test_reader import load_model, model_arguments, test_cases, test_split  # noqa: E402
 
 NAMINGS = ("vote", "summed")
-
-
 THRESHOLDS = (0.3, 0.8)
 
 
