@@ -183,9 +183,28 @@ def split_indices(records: list[dict], type_key: str) -> tuple[list[int], list[i
             [i for i, r in enumerate(records) if r["split"] == "Ts"])
 
 
+ORGAN_OF_LOCATION = (("hepatic", "liver"), ("spleen", "spleen"), ("kidney", "kidney"), ("lung", "lung"))
+
+
+def organ_of(record: dict) -> str | None:
+    """The lesion's organ, from its location value (None for a blob or an unknown location)."""
+    for location in values_of(record, "location"):
+        for word, organ in ORGAN_OF_LOCATION:
+            if word in location:
+                return organ
+    return None
+
+
 def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: str, view: str, channels: int,
-        pool: bool, steps: int, seed: int, tau: float) -> dict[str, list[tuple[bool, bool, str]]]:
-    """Train one readout, read every test lesion: disease -> [(right, right after adjustment, value read)]."""
+        pool: bool, steps: int, seed: int, tau: float,
+        organ_adversary: float = 0.0,
+        scale: tuple[float, float] | None = None) -> dict[str, list[tuple[bool, bool, str]]]:
+    """Train one readout, read every test lesion: disease -> [(right, right after adjustment, value read)].
+    With `organ_adversary` > 0, a linear organ classifier reads the sampled voxels' CNN features
+    through a gradient reversal of that weight: the CNN is trained to make its features useless
+    for telling the organ (domain-adversarial training, organs as domains). With `scale` (low, high),
+    every training crop is zoomed by a factor drawn between them: a lesion's size no longer
+    comes with its disease."""
     import torch
     from torch import nn
 
@@ -204,8 +223,31 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
     log_prior = (log_prior / log_prior.sum()).log()
     image_t, mask_t = torch.from_numpy(images), torch.from_numpy(masks).float()
 
-    def inputs(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def rescaled(x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each crop zoomed by its own factor in `scale` (log-uniform), about its centre, back to its size."""
+        size = x.shape[-1]
+        xs, ms = [], []
+        for b in range(len(x)):
+            factor = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]))))
+            n = max(4, int(round(size * factor)))
+            xb = nn.functional.interpolate(x[b:b + 1], size=(n,) * 3, mode="trilinear", align_corners=False)
+            mb = nn.functional.interpolate(m[b:b + 1], size=(n,) * 3, mode="nearest")
+            if n >= size:
+                lo = (n - size) // 2
+                crop = (slice(None), slice(None), *(slice(lo, lo + size),) * 3)
+                xb, mb = xb[crop], mb[crop]
+            else:
+                lo, hi = (size - n) // 2, size - n - (size - n) // 2
+                xb = nn.functional.pad(xb, (lo, hi) * 3, mode="replicate")
+                mb = nn.functional.pad(mb, (lo, hi) * 3)
+            xs.append(xb)
+            ms.append(mb)
+        return torch.cat(xs), torch.cat(ms)
+
+    def inputs(index: torch.Tensor, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         x, m = image_t[index, None], mask_t[index, None]
+        if augment and scale is not None:
+            x, m = rescaled(x, m)
         if view == "image":
             return x, m
         if view == "mask":
@@ -213,9 +255,23 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
         content = lesion_relative(x, m) if view == "relative" else x * m
         return torch.cat([content, m], 1), m
 
+    class ReverseGradient(torch.autograd.Function):
+        """x -> x forward, -organ_adversary x gradient backward (Ganin & Lempitsky 2015)."""
+
+        @staticmethod
+        def forward(ctx, x):
+            return x.view_as(x)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return -organ_adversary * grad
+
     cnn = local_appearance(1 if view in ("image", "mask") else 2, channels)
     mlp = nn.Sequential(nn.Linear(channels * (2 if pool else 1), 32), nn.GELU(), nn.Linear(32, len(values)))
-    optimiser = torch.optim.AdamW([*cnn.parameters(), *mlp.parameters()], 1e-3)
+    organs = sorted({o for r in records if (o := organ_of(r)) is not None})
+    organ_index = [organs.index(o) if (o := organ_of(r)) is not None else -1 for r in records]
+    organ_head = nn.Linear(channels * (2 if pool else 1), len(organs))
+    optimiser = torch.optim.AdamW([*cnn.parameters(), *mlp.parameters(), *organ_head.parameters()], 1e-3)
 
     def features(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         f = cnn(x)
@@ -226,7 +282,7 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
 
     for _ in range(steps):
         index = torch.from_numpy(rng.choice(train, LESIONS_PER_STEP))
-        x, m = inputs(index)
+        x, m = inputs(index, augment=True)
         for axis in (2, 3, 4):  # mirroring, as nnU-Net's augmentation does
             if rng.random() < 0.5:
                 x, m = x.flip(axis), m.flip(axis)
@@ -235,8 +291,13 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
         for b in range(len(index)):
             where = m[b, 0].nonzero()
             where = where[torch.randperm(len(where))[:VOXELS_PER_LESION]]
-            log_p = mlp(f[b, where[:, 0], where[:, 1], where[:, 2]]).log_softmax(-1)
+            voxels = f[b, where[:, 0], where[:, 1], where[:, 2]]
+            log_p = mlp(voxels).log_softmax(-1)
             loss = loss - torch.logsumexp(log_p[:, positive[index[b]]], -1).mean()  # any true value
+            organ = organ_index[int(index[b])]
+            if organ_adversary > 0 and organ >= 0:
+                logits = organ_head(ReverseGradient.apply(voxels))
+                loss = loss + nn.functional.cross_entropy(logits, torch.full((len(voxels),), organ))
         optimiser.zero_grad()
         (loss / len(index)).backward()
         optimiser.step()
@@ -310,6 +371,11 @@ def main() -> int:
                         help="what the CNN reads (default: lesion, as the lesion-only types)")
     parser.add_argument("--channels", type=int, default=4, help="CNN channels (default 4: PER_TYPE_CHANNELS)")
     parser.add_argument("--pool", action="store_true", help="add the lesion's mean feature to each voxel's")
+    parser.add_argument("--organ-adversary", type=float, default=0.0, metavar="W",
+                        help="train the CNN against a linear organ classifier on its features, through a "
+                             "gradient reversal of weight W (default 0: off)")
+    parser.add_argument("--scale", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="zoom every training crop by a log-uniform factor in [LOW, HIGH] (default: none)")
     parser.add_argument("--steps", type=int, default=STEPS_DEFAULT,
                         help=f"training steps of {LESIONS_PER_STEP} lesions (default {STEPS_DEFAULT}: about 2 min "
                              "on one core at 4 channels)")
@@ -338,10 +404,13 @@ def main() -> int:
         args.seeds = []
     for seed in args.seeds:
         for disease, rows in run(images, masks, records, args.type, args.view, args.channels, args.pool,
-                                 args.steps, seed, args.tau).items():
+                                 args.steps, seed, args.tau, args.organ_adversary,
+                                 tuple(args.scale) if args.scale else None).items():
             results.setdefault(disease, []).extend(rows)
     readout = ("radiomic statistics, logistic regression" if args.readout == "radiomics" else
-               f"view {args.view}, {args.channels} channels{', pooled' if args.pool else ''}, {args.steps} steps, "
+               f"view {args.view}, {args.channels} channels{', pooled' if args.pool else ''}"
+               f"{f', organ adversary {args.organ_adversary}' if args.organ_adversary else ''}"
+               f"{f', zoom {args.scale[0]}-{args.scale[1]}' if args.scale else ''}, {args.steps} steps, "
                f"seeds {args.seeds}")
     print(f"type {args.type}, {readout}, tau {args.tau}, {args.anomalies} anomalies (feature probability "
           f"{args.feature_probability}), {args.paste} pasted; accuracy of the value read (mask given)")
