@@ -16,8 +16,6 @@ One run, everything sequential on the CPU (never two trainings at once):
      nnUNetTrainer_cpu_nnunetrecipe (nnU-Net's own SGD recipe on the same schedule);
    - `--tier cpu_varied`: the same with `--preset cpu_varied` (seen diseases vary within a type,
      docs/synthetic.md); use another --workdir, the dataset ids are the same;
-   - `--tier cpu_shared`: the same with `--preset cpu_shared` (the varied tier with every value an
-     unseen row uses shown by seen rows of two organs);
    - `--tier full`: today's full benchmark (`--shape`, 13 diseases, 5 unseen), 3d_fullres, E epochs
      x I iterations (benchmarks/trainers/): on 905 nnUNetTrainer_bench, nnUNetTrainerMalenia_bench,
      nnUNetTrainerMalenia_nameonly_bench, nnUNetTrainerMalenia_benchSGD; on 906 nnUNetTrainer_bench.
@@ -86,9 +84,6 @@ TIERS = {
 # The CPU tier whose seen rows vary within a disease (attribute_tables/synthetic_cpu_varied_knowledge_table.yaml):
 # same configuration, recipe and models.
 TIERS["cpu_varied"] = {**TIERS["cpu"], "preset": "cpu_varied"}
-# The varied tier with every value an unseen row uses shown by seen rows of two organs
-# (attribute_tables/synthetic_cpu_shared_knowledge_table.yaml): same configuration, recipe and models.
-TIERS["cpu_shared"] = {**TIERS["cpu"], "preset": "cpu_shared"}
 
 
 def main() -> int:

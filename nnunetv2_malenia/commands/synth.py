@@ -24,9 +24,8 @@ presets (--preset; a preset is a JSON file of generator settings, see docs/synth
   full  64^3, 13 diseases (5 unseen), lesion sizes that need GPU-length training (default)
   cpu   48^3, 10 diseases (4 unseen), large high-contrast lesions, 2-3 diseases a case: the tier
         plain nnUNetTrainer learns in about 20 minutes on 2 CPU cores (120 + 40 cases by default)
-  cpu_varied  cpu with seen rows that show a second value in two or three types (the zero-shot
-        benchmark's tier)
-  cpu_shared  cpu_varied with every value an unseen row uses shown by seen rows of two organs
+  cpu_varied  cpu with seen rows that show a second value in two or three types: the tier of the
+        zero-shot benchmark (benchmarks/bench_zero_shot.py --tier cpu_varied)
 
 examples:
   malenia synth -d 905 --name MaleniaCPU --preset cpu
@@ -45,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="nnU-Net dataset id (1-999); the folder is DatasetID_NAME")
     parser.add_argument("--name", default="MaleniaSynth", help="dataset name (default: %(default)s)")
     parser.add_argument("--preset", default="full", metavar="NAME|JSON",
-                        help="generator preset: full, cpu, cpu_varied, cpu_shared (see below), or a preset .json "
-                             "file (default: %(default)s)")
+                        help="generator preset: full, cpu, cpu_varied (see below), or a preset .json file "
+                             "(default: %(default)s)")
     parser.add_argument("--cases", type=int, default=None, metavar="N",
                         help="number of training cases (default: the preset's; the full preset needs it)")
     parser.add_argument("--test-cases", type=int, default=None, metavar="M",

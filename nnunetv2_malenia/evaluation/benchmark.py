@@ -489,12 +489,13 @@ def plot(result: BenchmarkResult, path: Path, source: str = "test") -> Path | No
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("DSC (mean over cases)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    # outside the axes: inside, it covered the tallest bars and the "unseen" mark
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     folds = f"fold{'s' if len(result.folds) > 1 else ''} {', '.join(map(str, result.folds))}"
     ax.set_title(f"Test-set DSC per lesion class, {folds}")
     fig.tight_layout()
     partial = path.with_name(f".{path.name}.partial.png")
-    fig.savefig(partial, dpi=110)
+    fig.savefig(partial, dpi=110, bbox_inches="tight")
     plt.close(fig)
     partial.replace(path)
     return path
