@@ -177,6 +177,14 @@ def values_of(record: dict, type_key: str) -> list[str]:
     return value if isinstance(value, list) else [value]
 
 
+def row_key(record: dict, by: str | None) -> str:
+    """The table row a test lesion is counted in: its disease, or with `by` its disease and its
+    value of that type (e.g. the contrast phase)."""
+    if by is None or record["disease"] in ("anomaly", "pasted"):
+        return record["disease"]
+    return f"{record['disease']} ({', '.join(values_of(record, by))})"
+
+
 def split_indices(records: list[dict], type_key: str) -> tuple[list[int], list[int]]:
     """(training records with a value of the type, test records)."""
     return ([i for i, r in enumerate(records) if r["split"] == "Tr" and values_of(r, type_key)],
@@ -198,7 +206,7 @@ def organ_of(record: dict) -> str | None:
 def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: str, view: str, channels: int,
         pool: bool, steps: int, seed: int, tau: float,
         organ_adversary: float = 0.0,
-        scale: tuple[float, float] | None = None) -> dict[str, list[tuple[bool, bool, str]]]:
+        scale: tuple[float, float] | None = None, by: str | None = None) -> dict[str, list[tuple[bool, bool, str]]]:
     """Train one readout, read every test lesion: disease -> [(right, right after adjustment, value read)].
     With `organ_adversary` > 0, a linear organ classifier reads the sampled voxels' CNN features
     through a gradient reversal of that weight: the CNN is trained to make its features useless
@@ -308,7 +316,7 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
             x, m = inputs(torch.tensor([i]))
             probs = mlp(features(x, m)[0][m[0, 0] > 0]).softmax(-1).mean(0)
             read, adjusted = int(probs.argmax()), int((probs.log() - tau * log_prior).argmax())
-            out.setdefault(records[i]["disease"], []).append(
+            out.setdefault(row_key(records[i], by), []).append(
                 (bool(positive[i, read]), bool(positive[i, adjusted]), values[read]))
     return out
 
@@ -337,7 +345,7 @@ def radiomic_features(image: np.ndarray, mask: np.ndarray) -> list[float]:
 
 
 def run_radiomics(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: str,
-                  tau: float) -> dict[str, list[tuple[bool, bool, str]]]:
+                  tau: float, by: str | None = None) -> dict[str, list[tuple[bool, bool, str]]]:
     """`run` with radiomic_features and a logistic regression (one value per training lesion: its first)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -353,7 +361,7 @@ def run_radiomics(images: np.ndarray, masks: np.ndarray, records: list[dict], ty
     out: dict[str, list[tuple[bool, bool, str]]] = {}
     for i, p in zip(test, probs):
         read, adjusted = classes[int(p.argmax())], classes[int((np.log(p + 1e-9) - tau * np.log(prior)).argmax())]
-        out.setdefault(records[i]["disease"], []).append(
+        out.setdefault(row_key(records[i], by), []).append(
             (read in values_of(records[i], type_key), adjusted in values_of(records[i], type_key), read))
     return out
 
@@ -376,6 +384,9 @@ def main() -> int:
                              "gradient reversal of weight W (default 0: off)")
     parser.add_argument("--scale", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                         help="zoom every training crop by a log-uniform factor in [LOW, HIGH] (default: none)")
+    parser.add_argument("--by", default=None, metavar="TYPE",
+                        help="count each disease's test lesions apart by their value of this attribute type "
+                             "(e.g. enhancement_status: each contrast phase its own row)")
     parser.add_argument("--steps", type=int, default=STEPS_DEFAULT,
                         help=f"training steps of {LESIONS_PER_STEP} lesions (default {STEPS_DEFAULT}: about 2 min "
                              "on one core at 4 channels)")
@@ -400,12 +411,12 @@ def main() -> int:
     images, masks, records = lesion_crops(args.raw, args.anomalies, args.feature_probability, paste=args.paste)
     results: dict[str, list[tuple[bool, bool, str]]] = {}
     if args.readout == "radiomics":
-        results = run_radiomics(images, masks, records, args.type, args.tau)
+        results = run_radiomics(images, masks, records, args.type, args.tau, args.by)
         args.seeds = []
     for seed in args.seeds:
         for disease, rows in run(images, masks, records, args.type, args.view, args.channels, args.pool,
                                  args.steps, seed, args.tau, args.organ_adversary,
-                                 tuple(args.scale) if args.scale else None).items():
+                                 tuple(args.scale) if args.scale else None, args.by).items():
             results.setdefault(disease, []).extend(rows)
     readout = ("radiomic statistics, logistic regression" if args.readout == "radiomics" else
                f"view {args.view}, {args.channels} channels{', pooled' if args.pool else ''}"
@@ -418,14 +429,17 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     results.pop("anomaly", None)
     results.pop("pasted", None)
-    for disease in sorted(results, key=lambda d: (d in unseen, d)):
+    def is_unseen(key: str) -> bool:  # a row key is the disease, maybe followed by " (value)"
+        return key.split(" (")[0] in unseen
+
+    for disease in sorted(results, key=lambda d: (is_unseen(d), d)):
         rows = results[disease]
         counts = Counter(value for _, _, value in rows).most_common()
-        print(f"| {disease} | {'unseen' if disease in unseen else 'seen'} | {len(rows)} | "
+        print(f"| {disease} | {'unseen' if is_unseen(disease) else 'seen'} | {len(rows)} | "
               f"{np.mean([r[0] for r in rows]):.2f} | {np.mean([r[1] for r in rows]):.2f} | "
               + ", ".join(f"{v} {n}" for v, n in counts) + " |")
     for split in ("seen", "unseen"):
-        rows = [r for d, rs in results.items() if (d in unseen) == (split == "unseen") for r in rs]
+        rows = [r for d, rs in results.items() if is_unseen(d) == (split == "unseen") for r in rs]
         print(f"| **all {split} lesions** | | {len(rows)} | {np.mean([r[0] for r in rows]):.2f} | "
               f"{np.mean([r[1] for r in rows]):.2f} | |")
     return 0
