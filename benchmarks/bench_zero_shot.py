@@ -75,7 +75,8 @@ TIERS = {
                                    # the recipe as the plugin ships it (nnunetv2_malenia/training/zero_shot_recipe.py)
                                    "nnUNetTrainerMalenia_cpu_zeroshot", "nnUNetTrainerMalenia_nameonly_cpu_zeroshot",
                                    # the recipe with one change on top (benchmarks/trainers/)
-                                   "nnUNetTrainerMalenia_cpu_zeroshot_predmask"]}},
+                                   "nnUNetTrainerMalenia_cpu_zeroshot_predmask",
+                                   "nnUNetTrainerMalenia_cpu_zeroshot_ownblobs"]}},
     "full": {"configuration": "3d_fullres", "min_lesion_ml": 0.0,
              "trainers": {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench",
                                "nnUNetTrainerMalenia_nameonly_bench", "nnUNetTrainerMalenia_benchSGD"],

@@ -121,7 +121,7 @@ def test_label_in_head_marks_the_blobs_as_a_lesion_in_every_deep_supervision_tar
     mark_in_head_targets([full, half], 1, mask, 7)
     assert torch.equal(full[1, 0] == 7, torch.from_numpy(mask)) and (full[0] == 0).all()
     assert int((half[1, 0] == 7).sum()) == 8 and (half[0] == 0).all()   # the 2x2x2 block of a 4^3 map
-    with pytest.raises(ValueError, match="label_in_head must be 'organ' or 'lesion', got 'both'"):
+    with pytest.raises(ValueError, match="label_in_head must be one of 'organ', 'lesion', 'own', got 'both'"):
         AnomalyConfig(label_in_head="both")
 
 

@@ -205,6 +205,39 @@ def test_nameonly_ablation_aligns_each_lesion_to_its_disease_name(dataset, monke
     assert np.isfinite(out["loss"]) and np.isfinite(out["contrastive"])
 
 
+def test_anomalies_with_their_own_head_channel_train_and_validate_in_nnunets_loop(dataset, monkeypatch):
+    """AnomalyConfig(label_in_head="own"): nnU-Net's head, loss and deep supervision take one more
+    channel; the plans record it, so nnU-Net's predictor builds the same shape."""
+    root, env = dataset
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    import nnunetv2.run.run_training as run_training
+
+    from nnunetv2_malenia.training.nnUNetTrainerMalenia import nnUNetTrainerMalenia_smoke
+    from nnunetv2_malenia.training.synthetic_anomalies import AnomalyConfig
+
+    class OwnChannel(nnUNetTrainerMalenia_smoke):
+        anomalies = AnomalyConfig(probability=1.0, max_per_patch=1, describe=True, label_in_head="own")
+        lesion_region_weight = 1.0
+
+    monkeypatch.setattr(run_training, "recursive_find_trainer_class_by_name", lambda name: OwnChannel)
+    trainer = run_training.get_trainer_from_args("903", "3d_fullres", 2, "OwnChannel", device=torch.device("cpu"))
+    labels = trainer.label_manager.num_segmentation_heads
+    assert trainer.anomaly_label == labels
+    assert trainer.plans_manager.plans["malenia"]["config"]["anomaly_head_channel"] is True
+    trainer.on_train_start()
+    try:
+        assert trainer.network.decoder.seg_layers[-1].out_channels == labels + 1
+        out = trainer.train_step(next(trainer.dataloader_train))
+        trainer.network.eval()
+        val = trainer.validation_step(next(trainer.dataloader_val))
+    finally:
+        trainer.on_train_end()
+    assert np.isfinite(out["loss"]) and np.isfinite(out["lesion_region"])
+    assert val["tp_hard"].shape == (labels - 1,)          # scored on the dataset's labels, not the extra channel
+
+
 def _same_geometry(a: sitk.Image, b: sitk.Image) -> bool:
     return (a.GetSize() == b.GetSize() and np.allclose(a.GetSpacing(), b.GetSpacing())
             and np.allclose(a.GetOrigin(), b.GetOrigin()) and np.allclose(a.GetDirection(), b.GetDirection()))

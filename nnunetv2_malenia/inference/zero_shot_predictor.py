@@ -61,8 +61,10 @@ class ModelKnowledge:
 
 
 def output_labels(training_labels: dict[str, int], disease_of_label: dict[int, str],
-                  diseases: tuple[str, ...]) -> tuple[dict[str, int], list[int], list[int]]:
-    """(label name -> value, output label of each disease, nnU-Net head channel -> output label or -1)."""
+                  diseases: tuple[str, ...], head_channels: int | None = None) -> tuple[dict[str, int], list[int], list[int]]:
+    """(label name -> value, output label of each disease, nnU-Net head channel -> output label or -1).
+    `head_channels`: the head's channel count when it has channels past the dataset's labels (the
+    anomalies' own, MaleniaConfig.anomaly_head_channel): lesion channels of no disease, -1."""
     by_value = {int(v): name for name, v in training_labels.items()}
     label_of_trained_disease = {disease: label for label, disease in disease_of_label.items()}
     labels = {name: value for value, name in sorted(by_value.items()) if value not in disease_of_label}
@@ -81,6 +83,7 @@ def output_labels(training_labels: dict[str, int], disease_of_label: dict[int, s
         if disease not in diseases:
             labels[f"{disease} (not in table)"] = label
     head_label_map = [-1 if value in disease_of_label else value for value in range(max(by_value) + 1)]
+    head_label_map += [-1] * ((head_channels or 0) - len(head_label_map))
     return dict(sorted(labels.items(), key=lambda item: item[1])), label_of_disease, head_label_map
 
 
@@ -216,7 +219,7 @@ class ZeroShotPredictor(nnUNetPredictor):
             network.set_vocabulary(embeddings, torch.tensor(vocabulary.value_type))
         table = KnowledgeTable(table.name, vocabulary, table.diseases, table.source)
         labels, label_of_disease, head_map = output_labels(self._training_labels, self.model.disease_of_label,
-                                                           table.disease_names)
+                                                           table.disease_names, network.disease_head.head_label_map.numel())
         self.unknown = None
         if unknown_threshold > 0:
             if UNKNOWN_LESION in labels:

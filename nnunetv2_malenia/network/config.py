@@ -75,6 +75,9 @@ class MaleniaConfig:
     # Labels of the training dataset that are lesions: their channels of nnU-Net's own head are
     # ignored in the eval output (the token path owns them).
     lesion_labels: tuple[int, ...] = field(default_factory=tuple)
+    # nnU-Net's head has one channel more than the dataset has labels: the synthetic anomalies' own
+    # label (AnomalyConfig.label_in_head="own"), a lesion channel of no disease. Set by the trainer.
+    anomaly_head_channel: bool = False
     # Eval rule: what decides whether a voxel is a lesion at all. "tokens": the tokens' summed
     # lesion mass (the paper's semantic inference); "nnunet": the summed lesion channels of nnU-Net's
     # own head, a class-agnostic lesion prior; either way the tokens decide which disease.

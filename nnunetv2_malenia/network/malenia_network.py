@@ -57,7 +57,10 @@ class MaleniaNetwork(nn.Module):
         self.attributes = AttributeBank(num_values, config.text_dim, config.num_attribute_types,
                                         config.temperature_init, config.center_text_bank)
         self.cmki = CrossModalKnowledgeInjection(config, pixel_channels)
-        self.disease_head = DiseaseHead(num_values, int(backbone.decoder.num_classes), config.lesion_labels)
+        head_channels = int(backbone.decoder.num_classes)
+        # the anomalies' own channel, the last one, is a lesion channel of no disease
+        lesion_channels = (*config.lesion_labels, *((head_channels - 1,) if config.anomaly_head_channel else ()))
+        self.disease_head = DiseaseHead(num_values, head_channels, lesion_channels)
         self.voxel_readout = VoxelReadout(pixel_channels, config.hidden_dim, config.text_dim,
                                           input_channels if config.voxel_readout_local else None,
                                           config.num_attribute_types if config.voxel_readout_per_type else None,
@@ -216,9 +219,12 @@ class MaleniaNetwork(nn.Module):
 def build_malenia_network(arch_class_name: str, arch_kwargs: dict, arch_kwargs_req_import: Sequence[str],
                           input_channels: int, num_classes: int, config: MaleniaConfig, num_values: int,
                           deep_supervision: bool = True) -> MaleniaNetwork:
-    """What `build_network_architecture` of the trainer needs: plans-derived backbone + config + V."""
+    """What `build_network_architecture` of the trainer needs: plans-derived backbone + config + V.
+    `num_classes` is the dataset's (nnU-Net's label manager); with `config.anomaly_head_channel` the
+    head gets one channel more, so nnU-Net's predictor builds the trained shape from the plans."""
     from .backbone_adapter import build_nnunet_backbone
 
+    head_channels = num_classes + (1 if config.anomaly_head_channel else 0)
     backbone = build_nnunet_backbone(arch_class_name, arch_kwargs, arch_kwargs_req_import, input_channels,
-                                     num_classes, deep_supervision)
+                                     head_channels, deep_supervision)
     return MaleniaNetwork(backbone, config, num_values, input_channels)

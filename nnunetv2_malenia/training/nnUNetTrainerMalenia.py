@@ -124,7 +124,8 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
         self.bank = self._embed_vocabulary()
         config = MaleniaConfig(**{**self.malenia_config, "text_dim": self.bank.embeddings.shape[1],
                                   "num_attribute_types": len(self.vocabulary.types),
-                                  "lesion_labels": tuple(self.knowledge.lesion_labels)})
+                                  "lesion_labels": tuple(self.knowledge.lesion_labels),
+                                  "anomaly_head_channel": self.anomaly_label is not None})
         self.plans_manager.plans[PLANS_KEY] = {
             "config": config.to_dict(),
             "num_values": len(self.vocabulary.phrases),
@@ -236,9 +237,9 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
         for b, t in enumerate(targets):
             pasted = paste_anomalies(data[b], seg[b], lesion_labels, self.max_lesions - t.num_lesions,
                                      self.anomalies, unit, clip, self._anomaly_rng, zero_hu)
-            if pasted and self.anomalies.label_in_head == "lesion":
+            if pasted and self.anomalies.label_in_head != "organ":
                 mark_in_head_targets(batch["target"], b, np.any([a.mask for a in pasted], 0),
-                                     min(lesion_labels))
+                                     min(lesion_labels) if self.anomaly_label is None else self.anomaly_label)
             if pasted:
                 attrs = np.stack([np.any([vectors.get(p, empty) for p in a.properties] + [empty], 0) for a in pasted])
                 t = with_lesions(t, np.stack([a.mask for a in pasted]), attrs)
@@ -293,18 +294,29 @@ class nnUNetTrainerMalenia(PartialLabels, nnUNetTrainer):
         self._pasted[1] += len(targets)
         return out
 
+    @property
+    def anomaly_label(self) -> int | None:
+        """The synthetic anomalies' own label in nnU-Net's target and head (one past the dataset's
+        labels), when they have one (AnomalyConfig.label_in_head="own")."""
+        if self.anomalies is None or self.anomalies.label_in_head != "own":
+            return None
+        return self.label_manager.num_segmentation_heads
+
     def _lesion_region_loss(self, logits, seg, batch: dict) -> torch.Tensor:
         """lesion_region_loss on the full-resolution output; cases whose source leaves a lesion label
         unannotated are left out."""
         logits = logits[0] if isinstance(logits, (list, tuple)) else logits
         seg = seg[0] if isinstance(seg, (list, tuple)) else seg
         labels = sorted(self.knowledge.lesion_labels)
+        keep_labels = list(labels)
+        if self.anomaly_label is not None:  # the anomalies' own channel is lesion too
+            labels = labels + [self.anomaly_label]
         channels = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
         channels[labels] = True
         keep = None
         if getattr(self, "annotated_labels", None) is not None:
             annotated = self.annotated_labels.mask([str(k) for k in batch["keys"]], logits.shape[1])
-            keep = torch.from_numpy(annotated[:, labels].all(1)).to(logits.device)
+            keep = torch.from_numpy(annotated[:, keep_labels].all(1)).to(logits.device)
         return lesion_region_loss(logits, seg, channels, torch.tensor(labels), keep)
 
     def _all_finite(self, value: torch.Tensor) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import numpy as np
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
@@ -66,6 +67,8 @@ class PartialLabels:
             yield
             return
         mask = self.annotated_labels.mask([str(k) for k in batch["keys"]], self.label_manager.num_segmentation_heads)
+        if getattr(self, "anomaly_label", None) is not None:  # the pasted anomalies' own channel: always labelled
+            mask = np.concatenate([mask, np.ones((len(mask), 1), dtype=bool)], axis=1)
         loss.annotated = torch.from_numpy(mask).to(self.device)
         try:
             yield

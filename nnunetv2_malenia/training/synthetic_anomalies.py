@@ -29,7 +29,13 @@ unseen lesion found more, docs/benchmarks.md). `label_in_head="lesion"` instead 
 voxels a lesion label in nnU-Net's target (the dataset's first lesion label, at every deep
 supervision scale): the head's summed lesion channels become a class-agnostic "differs from its
 organ" detector, the prior that `lesion_presence="nnunet"` reads at inference. Which lesion label
-does not matter there (the eval output ignores the head's lesion channels one by one).
+does not matter there (the eval output ignores the head's lesion channels one by one), but it does
+for the head's own naming of seen diseases (`lesion_naming="hybrid"`): that channel then holds a
+disease and "any anomaly in any organ", and liver tumours went to it (liver cyst, 80 % of their
+voxels; docs/benchmarks.md). `label_in_head="own"` gives the blobs a label of their own, one more
+channel of nnU-Net's head (MaleniaConfig.anomaly_head_channel, which the trainer sets), a lesion
+channel of no disease: counted in the lesion mass, named by nobody, and every disease channel keeps
+its disease alone.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+
+LABELS_IN_HEAD = ("organ", "lesion", "own")
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,8 @@ class AnomalyConfig:
     rim_hu: tuple[float, float] = (60.0, 120.0)          # above the organ
     # Attribute targets for what the drawing makes unambiguous (see the module docstring).
     describe: bool = False
-    # nnU-Net's head target of a blob's voxels: "organ" (unchanged) or "lesion" (see the module docstring).
+    # nnU-Net's head target of a blob's voxels: "organ" (unchanged), "lesion" (the first lesion label)
+    # or "own" (a label and head channel of their own); see the module docstring.
     label_in_head: str = "organ"
     # (type key, phrase) per drawn property; a phrase missing from the vocabulary is skipped.
     phrases: tuple[tuple[str, str, str], ...] = (
@@ -83,8 +93,9 @@ class AnomalyConfig:
         ("plain", "specific_features", "no specific features"))
 
     def __post_init__(self) -> None:
-        if self.label_in_head not in ("organ", "lesion"):
-            raise ValueError(f"label_in_head must be 'organ' or 'lesion', got {self.label_in_head!r}")
+        if self.label_in_head not in LABELS_IN_HEAD:
+            raise ValueError(f"label_in_head must be one of {', '.join(map(repr, LABELS_IN_HEAD))}, "
+                             f"got {self.label_in_head!r}")
         if not 0.0 <= self.feature_probability <= 1.0:
             raise ValueError(f"feature_probability must be in [0, 1], got {self.feature_probability}")
 
