@@ -19,7 +19,9 @@ splenic metastases and kidney abscesses, read as the seen diseases of their orga
 
 Views (what the CNN reads, as PerTypeLocal's): `image` the crop; `lesion` the image inside the
 lesion mask and the mask; `relative` the same with the lesion's CT numbers minus their mean
-(voxel_readout.lesion_relative); `mask` the mask alone. `--pool` adds each lesion's mean feature
+(voxel_readout.lesion_relative); `ring` the image inside the lesion and a 2-voxel ring around it,
+and the mask (a wall is brighter than the organ around it, a partial-volume edge is not); `mask`
+the mask alone. `--pool` adds each lesion's mean feature
 to every voxel's. Each row also gives the accuracy after logit adjustment (the readout's
 log-probabilities minus `--tau` x the log of the values' frequencies among the training lesions:
 a balanced decision rule, Menon et al. 2021), which needs no retraining.
@@ -260,6 +262,9 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
             return x, m
         if view == "mask":
             return m, m
+        if view == "ring":  # the lesion and a 2-voxel ring of what surrounds it
+            around = nn.functional.max_pool3d(m, 5, stride=1, padding=2)
+            return torch.cat([x * around, m], 1), m
         content = lesion_relative(x, m) if view == "relative" else x * m
         return torch.cat([content, m], 1), m
 
@@ -375,7 +380,7 @@ def main() -> int:
     parser.add_argument("--readout", choices=("cnn", "radiomics"), default="cnn",
                         help="cnn: the readout's local CNN and a per-voxel MLP (default); radiomics: hand-made "
                              "statistics of the lesion and a logistic regression (seconds, no --view/--seeds)")
-    parser.add_argument("--view", choices=("image", "lesion", "relative", "mask"), default="lesion",
+    parser.add_argument("--view", choices=("image", "lesion", "relative", "ring", "mask"), default="lesion",
                         help="what the CNN reads (default: lesion, as the lesion-only types)")
     parser.add_argument("--channels", type=int, default=4, help="CNN channels (default 4: PER_TYPE_CHANNELS)")
     parser.add_argument("--pool", action="store_true", help="add the lesion's mean feature to each voxel's")
