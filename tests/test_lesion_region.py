@@ -57,6 +57,7 @@ def test_the_trainer_leaves_out_cases_whose_source_does_not_annotate_every_lesio
 
     class Trainer:  # the method under test on a trainer without nnU-Net's setup
         _lesion_region_loss = nnUNetTrainerMalenia._lesion_region_loss
+        anomaly_label = None  # no synthetic anomalies with a head channel of their own
 
     trainer = Trainer()
     trainer.knowledge = SimpleNamespace(lesion_labels=[2, 3])
