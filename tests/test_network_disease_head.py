@@ -25,6 +25,27 @@ def test_row_scoring_prefers_the_row_matching_the_attributes():
     torch.testing.assert_close(p.sum(-1), torch.ones(1, 3))
 
 
+def test_seen_row_penalty_moves_probability_from_the_trained_rows_to_the_unseen_ones():
+    # head channels 0..3; 2 and 3 are lesion channels: diseases A (label 2) and B (label 3) were trained,
+    # C (label 4, past the head) was not
+    head = DiseaseHead(num_values=5, num_head_classes=4, lesion_labels=[2, 3])
+    table = torch.tensor([[1.0, 0, 1, 0, 0], [0, 1.0, 0, 1, 0], [1.0, 0, 0, 0, 1.0]])
+    head.set_knowledge_table(table, [2, 3, 4])
+    assert head.seen_disease_channels().tolist() == [True, True, False]
+    probs = torch.zeros(1, 1, 2, 5)
+    probs[0, 0, 0, 0], probs[0, 0, 1, 2], probs[0, 0, 1, 4] = 1.0, 0.7, 0.3  # A's values, some of C's
+    plain = head.disease_given_token(probs, VALUE_TYPE)
+    assert plain.argmax(-1).item() == 0
+    penalised = head.disease_given_token(probs, VALUE_TYPE, seen_penalty=1.0)
+    assert penalised.argmax(-1).item() == 2  # log(0.7 / 0.3) = 0.85 < 1: C wins
+    # the offset is a prior: the odds of every seen row against every unseen row shrink by e^-penalty
+    torch.testing.assert_close(penalised[..., 0] / penalised[..., 2],
+                               plain[..., 0] / plain[..., 2] * torch.exp(torch.tensor(-1.0)))
+    torch.testing.assert_close(penalised.sum(-1), torch.ones(1, 1))
+    with pytest.raises(ValueError, match="seen_row_penalty must be >= 0"):
+        MaleniaConfig(seen_row_penalty=-0.5)
+
+
 def test_label_distribution_is_coherent():
     head = DiseaseHead(num_values=5, num_head_classes=3, lesion_labels=[2])
     head.set_knowledge_table(torch.rand(2, 5), [2, 3])

@@ -70,6 +70,11 @@ class MaleniaConfig:
     voxel_readout_training_mask: str = "targets"
     # Table scoring: each type's readout mixed with this share of a uniform one (disease_head.py).
     row_score_epsilon: float = 0.0
+    # Table scoring: subtracted from the log-likelihood of every row the model was trained on
+    # (calibrated stacking, Chao et al. 2016). Why: a readout trained on the seen diseases reads their
+    # values more confidently than an unseen row's, so p(d | q) leans to the seen rows; a constant
+    # offset trades seen for unseen recall without retraining (docs/benchmarks.md measures the trade).
+    seen_row_penalty: float = 0.0
     # Inference-time attribute injection: argmax value per type (False) or similarity-weighted (True).
     soft_attribute_injection: bool = False
     # Labels of the training dataset that are lesions: their channels of nnU-Net's own head are
@@ -98,6 +103,9 @@ class MaleniaConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.fusion_layers < 0:
             raise ValueError(f"fusion_layers must be >= 0, got {self.fusion_layers}")
+        if self.seen_row_penalty < 0:
+            raise ValueError(f"seen_row_penalty must be >= 0 (a log-likelihood offset against the seen rows), "
+                             f"got {self.seen_row_penalty}")
         if not 0.0 <= self.row_score_epsilon < 1.0:
             raise ValueError(f"row_score_epsilon must be in [0, 1), got {self.row_score_epsilon}")
         if self.lesion_naming not in LESION_NAMING_RULES:

@@ -80,11 +80,13 @@ class DiseaseHead(ResizableBuffersMixin):
         self.num_labels = torch.tensor(n, dtype=torch.long, device=dev)
 
     def disease_given_token(self, type_probs: torch.Tensor, value_type: torch.Tensor,
-                            epsilon: float = 0.0) -> torch.Tensor:
+                            epsilon: float = 0.0, seen_penalty: float = 0.0) -> torch.Tensor:
         """type_probs (B, N, T, V) -> p(disease | token) (B, N, num_diseases).
 
         `epsilon` mixes each type's readout with a uniform one before scoring, so that one
-        confidently wrong type cannot veto a row the other types support (LEARNABILITY.md 8)."""
+        confidently wrong type cannot veto a row the other types support (LEARNABILITY.md 8).
+        `seen_penalty` is subtracted from log L of the rows the model was trained on
+        (seen_disease_channels): calibrated stacking, a prior against the seen rows."""
         num_types = type_probs.shape[-2]
         if self.num_diseases == 0:
             return type_probs.new_zeros(*type_probs.shape[:2], 0)
@@ -103,6 +105,8 @@ class DiseaseHead(ResizableBuffersMixin):
         # (docs/free_text.md, "Measured: descriptions instead of rows").
         chance = values_per_type.reciprocal().log().expand_as(mass)  # (B, N, Dz, T)
         log_l = torch.where(row_has_type, mass.clamp_min(1e-6).log(), chance).sum(-1)
+        if seen_penalty:
+            log_l = log_l - seen_penalty * self.seen_disease_channels().to(log_l.dtype)
         return torch.softmax(log_l, dim=-1)
 
     def row_match(self, type_probs: torch.Tensor, value_type: torch.Tensor) -> torch.Tensor:

@@ -160,6 +160,12 @@ class MaleniaNetwork(nn.Module):
                                      >= LESION_MASK_MIN_MASS)
         return lesions
 
+    def disease_given_readout(self, type_probs: torch.Tensor) -> torch.Tensor:
+        """p(disease | readout) (B, N, num_diseases) for attribute readouts (B, N, T, V), a token's or
+        a voxel's, scored against the installed table with this model's scoring settings."""
+        return self.disease_head.disease_given_token(type_probs, self.attributes.value_type,
+                                                     self.config.row_score_epsilon, self.config.seen_row_penalty)
+
     def voxel_disease(self, pixel: torch.Tensor, where: torch.Tensor,
                       readout: Optional[list] = None) -> torch.Tensor:
         """p(disease | voxel) (B, num_diseases, X, Y, Z) from the per-voxel readout of `pixel`
@@ -173,8 +179,7 @@ class MaleniaNetwork(nn.Module):
         if n and where.any():
             feats = pixel.permute(0, 2, 3, 4, 1)[where]  # (M, C)
             type_probs = self.attributes.type_probs(self.voxel_readout.attribute_logits(feats, self.attributes))
-            out[where] = self.disease_head.disease_given_token(type_probs.unsqueeze(0), self.attributes.value_type,
-                                                               self.config.row_score_epsilon)[0]
+            out[where] = self.disease_given_readout(type_probs.unsqueeze(0))[0]
             if readout is not None:
                 readout.append(type_probs)
         return out.permute(0, 4, 1, 2, 3)
@@ -189,8 +194,7 @@ class MaleniaNetwork(nn.Module):
             attr_logits, soft=self.config.soft_attribute_injection))
         token_probs = ensemble_probs(cmki, pixel)  # (B, N, X, Y, Z)
         objectness = torch.sigmoid(last.objectness.float())
-        p_disease = self.disease_head.disease_given_token(type_probs, self.attributes.value_type,
-                                                          self.config.row_score_epsilon)
+        p_disease = self.disease_given_readout(type_probs)
         scores = objectness.unsqueeze(-1) * p_disease
         seg = feats.seg[0] if isinstance(feats.seg, (list, tuple)) else feats.seg
         voxel_disease = None
