@@ -414,6 +414,34 @@ def test_open_set_threshold_adds_the_unknown_label_and_takes_lesions_from_the_ro
     assert not list((tmp_path / "bad").glob("*.nii.gz"))
 
 
+def test_seen_row_penalty_option_names_lesions_with_unseen_rows_only_when_large(dataset, trained, tmp_path):
+    root, env = dataset
+    raw = root / "raw" / "Dataset903_Tiny"
+    out = tmp_path / "penalised"
+    result = run_malenia("predict", "-i", str(raw / "imagesTs"), "-o", str(out), "-m", str(trained), "-f", "0",
+                         "--device", "cpu", "--disable-tta", "--unknown-threshold", "0", "--seen-row-penalty", "50",
+                         env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    test_info = json.loads((raw / "dataset_test.json").read_text())
+    trained_labels = json.loads((raw / "dataset.json").read_text())["labels"]
+    seen = {name for name in trained_labels if name != "background" and name not in test_info["organ_labels"]}
+    unseen = {n for n in test_info["labels"] if n != "background" and n not in test_info["organ_labels"]} - seen
+    assert seen and unseen
+    named = [lesion["disease"] for f in sorted(out.glob("*.lesions.json"))
+             for lesion in json.loads(f.read_text())["lesions"]]
+    assert named and set(named) <= unseen  # e^-50: no seen row can win
+    for output in sorted(out.glob("*.nii.gz")):
+        label_map = sitk.GetArrayFromImage(sitk.ReadImage(str(output)))
+        assert not np.isin(label_map, [test_info["labels"][name] for name in seen]).any()
+
+    bad = run_malenia("predict", "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "bad"), "-m", str(trained),
+                      "-f", "0", "--device", "cpu", "--seen-row-penalty", "-1", env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == ("malenia predict: error: --seen-row-penalty must be >= 0 "
+                                                   "(0: score seen and unseen rows alike), got -1.0")
+    assert not list((tmp_path / "bad").glob("*.nii.gz"))
+
+
 def test_benchmark_scores_cross_validation_and_test_set_fold_by_fold(dataset, trained, tmp_path):
     root, env = dataset
     out = tmp_path / "bench"

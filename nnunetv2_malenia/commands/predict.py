@@ -59,6 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "'unknown lesion' (the last label) instead of its closest row; 0 turns this off "
                         "(default: the threshold stored with the model by benchmarks/bench_open_set.py --store "
                         "in MODEL/open_set_threshold.json, else %g: off)" % OPEN_SET_THRESHOLD)
+    parser.add_argument("--seen-row-penalty", type=float, default=None, metavar="G",
+                        help="score the rows of the diseases the model was trained on G nats lower than the others "
+                        "(calibrated stacking: a readout trained on seen lesions leans to their rows; larger G "
+                        "names more lesions as unseen rows, 0 scores all rows alike; default: the model's own, "
+                        "1 for the zero-shot recipe's trainers, else 0)")
     parser.add_argument("--num-parts", type=int, default=1, metavar="N",
                         help="split the cases into N parts, as nnUNetv2_predict -num_parts (default: 1)")
     parser.add_argument("--part-id", type=int, default=0, metavar="K",
@@ -102,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if threshold > 0 and source != "--unknown-threshold":
         print(f"open set: lesions whose best row match is below {threshold:g} are 'unknown lesion' (threshold "
               f"stored with the model in {source}; --unknown-threshold 0 turns it off)")
-    labels = predictor.install_table(table, args.tower, unknown_threshold=threshold)
+    labels = predictor.install_table(table, args.tower, unknown_threshold=threshold,
+                                     seen_row_penalty=args.seen_row_penalty)
     for description in parsed:
         print(f"description {description.name!r} -> label {labels[description.name]}: {description.text}")
         print("\n".join("  " + line for line in description.table_lines()))

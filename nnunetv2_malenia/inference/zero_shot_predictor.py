@@ -10,9 +10,10 @@ in table order (so the synthetic benchmark's `dataset_test.json` numbering is re
 
 from __future__ import annotations
 
+
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -203,16 +204,23 @@ class ZeroShotPredictor(nnUNetPredictor):
         self._training_labels = dict(self.dataset_json["labels"])
 
     def install_table(self, table: KnowledgeTable, tower_spec: str | None = None,
-                      unknown_threshold: float = 0.0) -> dict[str, int]:
+                      unknown_threshold: float = 0.0, seen_row_penalty: float | None = None) -> dict[str, int]:
         """Make every fold's network answer with `table`; returns the output label list.
 
         With `unknown_threshold` > 0 the labels end with UNKNOWN_LESION: a lesion whose best row
         match (DiseaseHead.row_match) is below the threshold gets it instead of its closest row.
+        `seen_row_penalty` replaces the model's (MaleniaConfig.seen_row_penalty, stored in its plans):
+        how much lower the rows of the diseases it was trained on are scored.
         """
         if not 0.0 <= unknown_threshold < 1.0:
             raise MaleniaError(f"--unknown-threshold must be in [0, 1), got {unknown_threshold}")
+        if seen_row_penalty is not None and not seen_row_penalty >= 0.0:
+            raise MaleniaError(f"--seen-row-penalty must be >= 0 (0: score seen and unseen rows alike), "
+                               f"got {seen_row_penalty}")
         table = table_in_model_space(table, self.model)
         network = self.network._orig_mod if hasattr(self.network, "_orig_mod") else self.network
+        if seen_row_penalty is not None:  # an eval rule: the weights are the same
+            network.config = replace(network.config, seen_row_penalty=float(seen_row_penalty))
         vocabulary, new_phrases = merged_vocabulary(self.model.vocabulary, table.vocabulary)
         if new_phrases:
             embeddings = self._embeddings(vocabulary, new_phrases, network, tower_spec)
