@@ -104,10 +104,11 @@ def main() -> int:
     parser.add_argument("--only", action="append", default=None, metavar="MODEL",
                         help="train / evaluate only this model (repeatable): a trainer on 905, or 906/TRAINER "
                              "(default: all of them)")
-    parser.add_argument("--variant", action="append", default=[], metavar="TRAINER:KEY=VALUE",
-                        help="also evaluate a trained Malenia model of 905 with one MaleniaConfig field changed at "
-                             "inference (same weights), e.g. nnUNetTrainerMalenia_cpu:lesion_presence=nnunet; "
-                             "named TRAINER-KEY-VALUE in the table (repeatable)")
+    parser.add_argument("--variant", action="append", default=[], metavar="TRAINER:KEY=VALUE[,KEY=VALUE]",
+                        help="also evaluate a trained Malenia model of 905 with MaleniaConfig fields changed at "
+                             "inference (same weights), e.g. nnUNetTrainerMalenia_cpu:lesion_presence=nnunet or "
+                             "T:lesion_naming=hybrid,seen_row_penalty=1.0; named TRAINER-KEY-VALUE[-KEY-VALUE] in "
+                             "the table (repeatable)")
     parser.add_argument("--output", type=Path, default=None,
                         help="folder for the benchmark table and plot (default: WORKDIR/benchmark)")
     args = parser.parse_args()
@@ -198,19 +199,20 @@ def eval_variant(workdir: Path, variant: str, configuration: str) -> str:
     """
     from nnunetv2_malenia.network.config import PLANS_KEY, MaleniaConfig
 
-    trainer, _, setting = variant.partition(":")
-    key, _, value = setting.partition("=")
+    trainer, _, settings = variant.partition(":")
+    pairs = [setting.partition("=")[::2] for setting in settings.split(",")]
     source = bt.fold_dir(workdir, trainer, *ZS, configuration).parent
-    if not (source / "plans.json").is_file() or not key or not value:
-        raise SystemExit(f"--variant {variant}: give TRAINER:KEY=VALUE for a trained Malenia model of {ZS[0]}")
+    if not (source / "plans.json").is_file() or not all(key and value for key, value in pairs):
+        raise SystemExit(f"--variant {variant}: give TRAINER:KEY=VALUE[,KEY=VALUE] for a trained Malenia model of {ZS[0]}")
     plans = json.loads((source / "plans.json").read_text())
     # fields added since the model was trained take their defaults
     config = {**MaleniaConfig().to_dict(), **plans[PLANS_KEY]["config"]}
-    if key not in config:
-        raise SystemExit(f"--variant {variant}: {key!r} is not a MaleniaConfig field ({', '.join(config)})")
-    config[key] = type(config[key])(value) if not isinstance(config[key], bool) else value.lower() in ("1", "true")
+    for key, value in pairs:
+        if key not in config:
+            raise SystemExit(f"--variant {variant}: {key!r} is not a MaleniaConfig field ({', '.join(config)})")
+        config[key] = type(config[key])(value) if not isinstance(config[key], bool) else value.lower() in ("1", "true")
     plans[PLANS_KEY]["config"] = MaleniaConfig.from_dict(config).to_dict()
-    name = f"{trainer}-{key}-{value}"
+    name = "-".join([trainer, *(f"{key}-{value}" for key, value in pairs)])
     target = source.parent / source.name.replace(trainer, name, 1)
     for fold in sorted(source.glob("fold_*")):
         (target / fold.name).mkdir(parents=True, exist_ok=True)
