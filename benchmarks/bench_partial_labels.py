@@ -395,15 +395,18 @@ def predict(workdir: Path, env: dict, key: str, data: dict, images: Path, out: P
 
 
 def score(prediction: dict, raw_pred: Path, target: Path, gt: Path, test_labels_file: Path, classes: list[str],
-          tolerance_mm: float) -> dict:
-    """Renumber a model's label maps into the test set's labels by name, then DSC/NSD per class."""
+          tolerance_mm: float, lesions: list[str] = (), min_lesion_ml: float = 0.0) -> dict:
+    """Renumber a model's label maps into the test set's labels by name, then DSC/NSD per class.
+    With min_lesion_ml > 0, the zero-shot benchmark's lesion rule first: each connected predicted
+    lesion of `lesions` takes its majority label, and one under min_lesion_ml is no finding."""
     from nnunetv2_malenia.evaluation.benchmark import remap_labels
     from nnunetv2_malenia.evaluation.evaluate_folder import evaluate_folders, write_outputs
 
     test_labels = json.loads(test_labels_file.read_text())
     shutil.rmtree(target, ignore_errors=True)
     remap_labels(raw_pred, target, {n: int(v) for n, v in prediction["labels"].items()},
-                 {n: int(v) for n, v in test_labels["labels"].items()}, test_labels.get("file_ending", ".nii.gz"))
+                 {n: int(v) for n, v in test_labels["labels"].items()}, test_labels.get("file_ending", ".nii.gz"),
+                 vote_lesions=lesions if min_lesion_ml > 0 else (), min_lesion_ml=min_lesion_ml)
     result = evaluate_folders(target, gt, labels=classes, label_file=test_labels_file, tolerance_mm=tolerance_mm,
                               both_empty=math.nan, progress=False)
     write_outputs(result, target.parent / "evaluation")
@@ -453,7 +456,7 @@ def stage_evaluate(workdir: Path, env: dict, args, data: dict, keys: list[str], 
         if prediction is None:
             continue
         scores[key] = score(prediction, folder / "raw", folder / "labels", gt, test_labels_file, classes,
-                            args.tolerance_mm)
+                            args.tolerance_mm, lesion_classes(args.workdir, data), args.min_lesion_ml)
         dataset_id, name = model_dataset(key, data)
         record = bt.fold_dir(workdir, MODELS[key][2], dataset_id, name, CONFIGURATION).parent / "bench_run.json"
         # a model trained outside this script has no timing record
@@ -526,14 +529,21 @@ def pipeline(workdir: Path, data: dict, output: Path) -> list[str]:
     return lines
 
 
+def lesion_classes(workdir: Path, data: dict) -> list[str]:
+    """The scored classes that are lesions (the source dataset's `malenia.lesion_labels`)."""
+    plan = data["plan"]
+    source_json = json.loads((workdir / "nnUNet_raw" / plan["source_dataset"] / "dataset.json").read_text())
+    lesion_values = set((source_json.get("malenia") or {}).get("lesion_labels", []))
+    return [n for n, v in sorted(plan["labels"].items(), key=lambda kv: kv[1]) if v in lesion_values]
+
+
 def report(data: dict, scores: dict, costs: dict, checks: dict, args, test_labels_file: Path, output: Path) -> str:
     plan = data["plan"]
     keys = [k for k in MODELS if k in scores]
     classes = [n for n, _ in sorted(plan["labels"].items(), key=lambda kv: kv[1])]
     dropped_by = {n: [s["letter"] for s in plan["sources"] if n in s["dropped"]] for n in classes}
-    source_json = json.loads((args.workdir / "nnUNet_raw" / plan["source_dataset"] / "dataset.json").read_text())
-    lesion_values = set((source_json.get("malenia") or {}).get("lesion_labels", []))
-    kind = {n: "lesion" if plan["labels"][n] in lesion_values else "organ" for n in classes}
+    lesions = set(lesion_classes(args.workdir, data))
+    kind = {n: "lesion" if n in lesions else "organ" for n in classes}
     n_test = len(list((test_labels_file.parent / "labelsTs").glob("*.nii.gz")))
     lines = [f"Issue 15, partial labels, CPU tier. Command: `{invocation()}`", "",
              data_table(data),
@@ -541,7 +551,10 @@ def report(data: dict, scores: dict, costs: dict, checks: dict, args, test_label
              f"the same for every model; the merged dataset's models renumbered into its labels by name. "
              f"DSC and NSD@{args.tolerance_mm:g}mm in %, mean over the cases where the class is in the ground truth "
              "or the prediction (n_GT: test cases holding the class). One fold-0 model each, "
-             f"{CONFIGURATION}, the CPU recipe and schedule.", ""]
+             f"{CONFIGURATION}, the CPU recipe and schedule." +
+             (f" Lesion rule (--min-lesion-ml {args.min_lesion_ml:g}): each connected predicted lesion takes its "
+              f"majority lesion label, and one under {args.min_lesion_ml:g} ml is no finding."
+              if args.min_lesion_ml > 0 else ""), ""]
     for metric in ("dsc", "nsd"):
         deltas_of = [k for k in keys if k != "full"] if "full" in scores else []
         header = ["class", "kind", "dropped by", "n_GT", *(MODELS[k][0] for k in keys),
@@ -677,6 +690,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="generator seed when 905 is made (default: %(default)s)")
     parser.add_argument("--tolerance-mm", type=float, default=TOLERANCE_MM, help="NSD tolerance (default: %(default)s)")
     parser.add_argument("--n-proc-da", type=int, default=2, help="nnUNet_n_proc_DA (default: %(default)s)")
+    parser.add_argument("--min-lesion-ml", type=float, default=0.0, metavar="ML",
+                        help="score with the zero-shot benchmark's lesion rule: each connected predicted lesion takes "
+                             "its majority lesion label and one under ML millilitres is no finding (bench_zero_shot.py "
+                             "uses 0.5); default %(default)s: every predicted voxel counts")
     parser.add_argument("--output", type=Path, default=None,
                         help="folder for data.json, predictions and the tables (default: WORKDIR/partial_labels)")
     args = parser.parse_args()
