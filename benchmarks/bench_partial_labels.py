@@ -449,6 +449,7 @@ def stage_evaluate(workdir: Path, env: dict, args, data: dict, keys: list[str], 
         raise SystemExit(f"{raw}: no imagesTs/labelsTs to score the models on")
     test_labels_file = raw / "dataset_test.json" if (raw / "dataset_test.json").is_file() else raw / "dataset.json"
     classes = [n for n, _ in sorted(data["plan"]["labels"].items(), key=lambda kv: kv[1])]
+    lesions = lesion_classes(args.workdir, data)
     scores, costs = {}, {}
     for key in keys:
         folder = output / "predictions" / key
@@ -456,7 +457,7 @@ def stage_evaluate(workdir: Path, env: dict, args, data: dict, keys: list[str], 
         if prediction is None:
             continue
         scores[key] = score(prediction, folder / "raw", folder / "labels", gt, test_labels_file, classes,
-                            args.tolerance_mm, lesion_classes(args.workdir, data), args.min_lesion_ml)
+                            args.tolerance_mm, lesions, args.min_lesion_ml)
         dataset_id, name = model_dataset(key, data)
         record = bt.fold_dir(workdir, MODELS[key][2], dataset_id, name, CONFIGURATION).parent / "bench_run.json"
         # a model trained outside this script has no timing record

@@ -10,7 +10,6 @@ in table order (so the synthetic benchmark's `dataset_test.json` numbering is re
 
 from __future__ import annotations
 
-
 import json
 import sys
 from dataclasses import dataclass, field, replace

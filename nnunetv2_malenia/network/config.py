@@ -103,7 +103,7 @@ class MaleniaConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.fusion_layers < 0:
             raise ValueError(f"fusion_layers must be >= 0, got {self.fusion_layers}")
-        if self.seen_row_penalty < 0:
+        if not self.seen_row_penalty >= 0:  # NaN too
             raise ValueError(f"seen_row_penalty must be >= 0 (a log-likelihood offset against the seen rows), "
                              f"got {self.seen_row_penalty}")
         if not 0.0 <= self.row_score_epsilon < 1.0:
