@@ -42,8 +42,8 @@ classes, as well as from fully labelled data? One run, everything sequential on 
        nnUNetv2_predict -i .../Dataset905_MaleniaZS/imagesTs -o OUT -d ID -c 3d_cpu -f 0 -tr TRAINER
                         -device cpu -npp 0 -nps 0 --disable_tta
    (its own subprocess: wall time, peak RSS); the 924 models' label maps are renumbered into 905's
-   labels by name (evaluation.benchmark.remap_labels, no lesion vote), and every class of 905's
-   dataset.json is scored per case against labelsTs with the project's evaluate_folders (DSC and
+   labels by name (evaluation.benchmark.remap_labels; no lesion vote unless --min-lesion-ml), and
+   every class of 905's dataset.json is scored per case against labelsTs with the project's evaluate_folders (DSC and
    NSD at --tolerance-mm; cases where the class is absent from both GT and prediction left out;
    the test set's unseen diseases are in the GT but scored for no model). Table: rows = classes,
    columns (a), (b), (c), (a)-(c), (b)-(c), which sources drop the class; the goal checks ((a)
