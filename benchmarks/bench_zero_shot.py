@@ -76,7 +76,8 @@ TIERS = {
                                    "nnUNetTrainerMalenia_cpu_zeroshot", "nnUNetTrainerMalenia_nameonly_cpu_zeroshot",
                                    # the recipe with one change on top (benchmarks/trainers/)
                                    "nnUNetTrainerMalenia_cpu_zeroshot_predmask",
-                                   "nnUNetTrainerMalenia_cpu_zeroshot_ownblobs"]}},
+                                   "nnUNetTrainerMalenia_cpu_zeroshot_ownblobs",
+                                   "nnUNetTrainerMalenia_cpu_zeroshot_detached"]}},
     "full": {"configuration": "3d_fullres", "min_lesion_ml": 0.0,
              "trainers": {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench",
                                "nnUNetTrainerMalenia_nameonly_bench", "nnUNetTrainerMalenia_benchSGD"],

@@ -123,3 +123,42 @@ def test_config_json_round_trip_and_validation():
         MaleniaConfig(hidden_dim=30, num_heads=4)
     with pytest.raises(ValueError, match="unknown"):
         MaleniaConfig.from_dict({"hidden": 3})
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.5])
+def test_token_backbone_gradient_scales_only_what_the_tokens_send_the_backbone(scale):
+    """token_backbone_gradient: the forward pass is unchanged; the backbone gets `scale` x the token
+    path's gradient (0: none), nnU-Net's head loss still reaches it in full, and the token path's own
+    parameters learn as before."""
+    import dataclasses
+
+    shape = (16, 16, 16)
+    x = torch.randn(2, 1, *shape)
+    tg = targets_for(2, shape)
+    grads, outputs = {}, {}
+    for s in (1.0, scale):
+        net = make([4, 8, 16, 16])
+        net.config = dataclasses.replace(CFG, token_backbone_gradient=s)
+        net.train()
+        out = net(x, targets=tg, matcher=HungarianMatcher())
+        token_loss = sum(layer.mask_embed.square().sum() + layer.attr_embed.square().sum() for layer in out["layers"])
+        token_loss.backward(retain_graph=True)
+        grads[s] = ([torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in net.backbone.parameters()],
+                    [p.grad.clone() for p in net.transformer_decoder.parameters() if p.grad is not None])
+        outputs[s] = token_loss.detach()
+        net.zero_grad()
+        out["seg"][0].square().mean().backward()  # nnU-Net's head loss: untouched by the switch
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.backbone.parameters())
+    assert torch.allclose(outputs[1.0], outputs[scale])
+    backbone_full, decoder_full = grads[1.0]
+    backbone_scaled, decoder_scaled = grads[scale]
+    assert sum(g.abs().sum() for g in backbone_full) > 0
+    for full, scaled in zip(backbone_full, backbone_scaled):
+        assert torch.allclose(scaled, scale * full, atol=1e-6)
+    for full, scaled in zip(decoder_full, decoder_scaled):
+        assert torch.allclose(scaled, full, atol=1e-6)
+
+
+def test_token_backbone_gradient_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match="token_backbone_gradient must be in \\[0, 1\\].*got 2.0"):
+        MaleniaConfig(token_backbone_gradient=2.0)

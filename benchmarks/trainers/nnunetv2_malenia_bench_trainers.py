@@ -339,3 +339,17 @@ class nnUNetTrainerMalenia_cpu_zeroshot_ownblobs(nnUNetTrainerMalenia_cpu_zerosh
     with the recipe's voxel naming and with hybrid naming (`--variant TRAINER:lesion_naming=hybrid`)."""
 
     anomalies = dataclasses.replace(nnUNetTrainerMalenia_cpu_zeroshot.anomalies, label_in_head="own")
+
+
+class nnUNetTrainerMalenia_cpu_zeroshot_detached(nnUNetTrainerMalenia_cpu_zeroshot):
+    """The recipe with the token path detached from nnU-Net's backbone
+    (`token_backbone_gradient=0.0`): the transformer decoder, masks, CMKI and alignment read the
+    backbone's features but send it no gradient, so the backbone learns from nnU-Net's Dice+CE and
+    the any-lesion loss alone, as nnUNetTrainer_cpu's does. Diagnosis: over four runs the recipe's
+    organs are 86.3 +- 1.0 DSC against nnUNetTrainer_cpu's 92.0 on the same data, and its head names
+    seen lesions worse than nnUNetTrainer_cpu's (hybrid naming: seen 23.3 against 57.4); at
+    initialisation Malenia's loss gave the backbone 12-24x nnU-Net's gradient (LEARNABILITY.md 4),
+    still 1.2-2.4x at the recipe's weight 0.1. At inference the recipe reads nothing the tokens teach
+    the backbone: nnU-Net's head decides presence, the per-voxel readout on the image names."""
+
+    malenia_config = {**nnUNetTrainerMalenia_cpu_zeroshot.malenia_config, "token_backbone_gradient": 0.0}

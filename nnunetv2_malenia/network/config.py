@@ -68,6 +68,13 @@ class MaleniaConfig:
     # reaches a voxel past the lesion, the organ's ring around a dark lesion reads as a thin cystic
     # wall (liver tumours and splenic lymphomas named cysts; benchmarks/probe_naming.py).
     voxel_readout_training_mask: str = "targets"
+    # Scale of the gradient the token path (transformer decoder, masks, CMKI, alignment) sends into
+    # nnU-Net's backbone: 1.0 as in the paper, 0.0 detaches the backbone's features from it, so the
+    # backbone learns from nnU-Net's own loss (and the any-lesion loss) alone; the forward pass is
+    # the same. Why: Malenia's loss gives the backbone 12-24x nnU-Net's gradient (LEARNABILITY.md 4),
+    # and with the per-voxel readout on the image and nnU-Net's head deciding presence, nothing at
+    # inference reads what the tokens teach the backbone.
+    token_backbone_gradient: float = 1.0
     # Table scoring: each type's readout mixed with this share of a uniform one (disease_head.py).
     row_score_epsilon: float = 0.0
     # Table scoring: subtracted from the log-likelihood of every row the model was trained on
@@ -106,6 +113,9 @@ class MaleniaConfig:
         if not self.seen_row_penalty >= 0:  # NaN too
             raise ValueError(f"seen_row_penalty must be >= 0 (a log-likelihood offset against the seen rows), "
                              f"got {self.seen_row_penalty}")
+        if not 0.0 <= self.token_backbone_gradient <= 1.0:  # NaN too
+            raise ValueError(f"token_backbone_gradient must be in [0, 1] (0 detaches the backbone from the token "
+                             f"path), got {self.token_backbone_gradient}")
         if not 0.0 <= self.row_score_epsilon < 1.0:
             raise ValueError(f"row_score_epsilon must be in [0, 1), got {self.row_score_epsilon}")
         if self.lesion_naming not in LESION_NAMING_RULES:

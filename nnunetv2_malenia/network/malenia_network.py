@@ -36,6 +36,15 @@ LESION_MASK_MIN_MASS = 0.5
 Matcher = Callable[[DecoderLayerOutput, torch.Tensor, Sequence[Any]], list[tuple[torch.Tensor, torch.Tensor]]]
 
 
+def scale_gradient(t: torch.Tensor, scale: float) -> torch.Tensor:
+    """`t` in the forward pass, `scale` x its gradient in the backward pass (0: detached)."""
+    if scale == 1.0:
+        return t
+    if scale == 0.0:
+        return t.detach()
+    return t * scale + t.detach() * (1.0 - scale)
+
+
 class MaleniaNetwork(nn.Module):
     """Build from an nnU-Net network (as built from the plans), a config and the vocabulary size.
 
@@ -88,8 +97,10 @@ class MaleniaNetwork(nn.Module):
 
     def _run_decoder(self, x: torch.Tensor):
         feats = self.backbone(x)
-        pixel = feats.pixel_features
-        dec = self.transformer_decoder([feats.decoder_features[i] for i in self.level_indices], pixel)
+        scale = self.config.token_backbone_gradient
+        pixel = scale_gradient(feats.pixel_features, scale)
+        dec = self.transformer_decoder([scale_gradient(feats.decoder_features[i], scale) for i in self.level_indices],
+                                       pixel)
         return feats, pixel, dec
 
     def _injected_attributes(self, attr_logits: torch.Tensor, targets: Optional[Sequence[Any]],
