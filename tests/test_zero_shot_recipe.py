@@ -47,12 +47,20 @@ def test_cpu_zeroshot_trains_exactly_the_measured_model():
     assert ours.keys() == theirs.keys()
     differing = {name for name in ours if ours[name] != theirs[name]}
     assert differing == {"malenia_config"}, differing
-    # trained alike: the head differs only by an eval rule measured on the trained models since
-    assert ours["malenia_config"] == {**theirs["malenia_config"], "seen_row_penalty": 1.0}
+    # the head differs by an eval rule measured on the trained models since, and by the one training
+    # change measured on top of them (bench trainer ..._zeroshot_detached)
+    assert ours["malenia_config"] == {**theirs["malenia_config"], "seen_row_penalty": 1.0,
+                                      "token_backbone_gradient": 0.0}
     # the settings that make the recipe, not the base trainer's defaults
     assert ours["malenia_loss_weight"] == 0.1 and ours["lesion_region_weight"] == 1.0
     assert ours["anomalies"].probability == 1.0 and ours["anomalies"].label_in_head == "lesion"
     assert _settings(nnUNetTrainerMalenia_cpu)["anomalies"] is None
+
+
+def test_cpu_zeroshot_is_the_measured_detached_trainer():
+    """The detached recipe was measured as a bench trainer on top of the recipe before it; now the
+    plugin's recipe, the two must train the same model."""
+    assert _settings(nnUNetTrainerMalenia_cpu_zeroshot) == _settings(_bench_class("nnUNetTrainerMalenia_cpu_zeroshot_detached"))
 
 
 def test_full_schedule_trainer_has_the_recipe_on_the_default_head():
