@@ -2,7 +2,8 @@
 
 The paper's Malenia aligns lesion tokens to attribute phrases and nothing more. On the varied CPU
 tier that found almost no unseen lesion (unseen mean DSC 2.8-12.6 over every earlier run), and one
-change at a time (docs/benchmarks.md, "Issue 12") arrived at this recipe. What it adds to nnUNetTrainerMalenia, each for a measured reason:
+change at a time (docs/benchmarks.md, "Issue 12") arrived at this recipe. What it adds to
+nnUNetTrainerMalenia, each for a measured reason:
 
 - the token loss weighted 0.1 next to nnU-Net's Dice+CE: at 1.0 its backbone gradient drowned
   nnU-Net's, and the organs with it;
