@@ -68,8 +68,9 @@ class MaleniaConfig:
     # reaches a voxel past the lesion, the organ's ring around a dark lesion reads as a thin cystic
     # wall (liver tumours and splenic lymphomas named cysts; benchmarks/probe_naming.py).
     voxel_readout_training_mask: str = "targets"
-    # Scale of the gradient the token path (transformer decoder, masks, CMKI, alignment) sends into
-    # nnU-Net's backbone: 1.0 as in the paper, 0.0 detaches the backbone's features from it, so the
+    # Scale of the gradient the token path (transformer decoder, masks, CMKI, alignment; and a
+    # per-voxel readout on the backbone's features, not the local one) sends into nnU-Net's
+    # backbone: 1.0 as in the paper, 0.0 detaches the backbone's features from it, so the
     # backbone learns from nnU-Net's own loss (and the any-lesion loss) alone; the forward pass is
     # the same. Why: Malenia's loss gives the backbone 12-24x nnU-Net's gradient (LEARNABILITY.md 4),
     # and with the per-voxel readout on the image and nnU-Net's head deciding presence, nothing at
