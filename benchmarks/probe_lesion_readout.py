@@ -218,6 +218,7 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
     import torch
     from torch import nn
 
+    from nnunetv2_malenia.network.malenia_network import scale_gradient
     from nnunetv2_malenia.network.voxel_readout import lesion_relative, local_appearance
 
     torch.manual_seed(seed)
@@ -268,17 +269,6 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
         content = lesion_relative(x, m) if view == "relative" else x * m
         return torch.cat([content, m], 1), m
 
-    class ReverseGradient(torch.autograd.Function):
-        """x -> x forward, -organ_adversary x gradient backward (Ganin & Lempitsky 2015)."""
-
-        @staticmethod
-        def forward(ctx, x):
-            return x.view_as(x)
-
-        @staticmethod
-        def backward(ctx, grad):
-            return -organ_adversary * grad
-
     cnn = local_appearance(1 if view in ("image", "mask") else 2, channels)
     mlp = nn.Sequential(nn.Linear(channels * (2 if pool else 1), 32), nn.GELU(), nn.Linear(32, len(values)))
     organs = sorted({o for r in records if (o := organ_of(r)) is not None})
@@ -309,7 +299,8 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
             loss = loss - torch.logsumexp(log_p[:, positive[index[b]]], -1).mean()  # any true value
             organ = organ_index[int(index[b])]
             if organ_adversary > 0 and organ >= 0:
-                logits = organ_head(ReverseGradient.apply(voxels))
+                # gradient reversal (Ganin & Lempitsky 2015): x forward, -organ_adversary x gradient backward
+                logits = organ_head(scale_gradient(voxels, -organ_adversary))
                 loss = loss + nn.functional.cross_entropy(logits, torch.full((len(voxels),), organ))
         optimiser.zero_grad()
         (loss / len(index)).backward()

@@ -37,7 +37,8 @@ Matcher = Callable[[DecoderLayerOutput, torch.Tensor, Sequence[Any]], list[tuple
 
 
 def scale_gradient(t: torch.Tensor, scale: float) -> torch.Tensor:
-    """`t` in the forward pass, `scale` x its gradient in the backward pass (0: detached)."""
+    """`t` in the forward pass, `scale` x its gradient in the backward pass (0: detached; negative:
+    a gradient reversal, as benchmarks/probe_lesion_readout.py uses)."""
     if scale == 1.0:
         return t
     if scale == 0.0:
