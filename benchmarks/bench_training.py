@@ -25,6 +25,7 @@ with the same schedule (e.g. to add `--trainers nnUNetTrainerMalenia_benchSGD` t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -192,11 +193,14 @@ def train(workdir: Path, env: dict, trainer: str, schedule: dict, reuse: bool, d
           name: str = DATASET_NAME, configuration: str = "3d_fullres") -> dict:
     fold = fold_dir(workdir, trainer, dataset_id, name, configuration)
     record = fold.parent / "bench_run.json"
+    settings = trainer_settings(trainer)
     if reuse and record.is_file() and (fold / "validation" / "summary.json").is_file():
         saved = json.loads(record.read_text())
-        if saved.get("schedule") == schedule:
-            print(f"reusing {trainer} (same schedule) from {fold}")
+        changed = settings_changed(saved, settings, fold.parent, trainer)
+        if saved.get("schedule") == schedule and not changed:
+            print(f"reusing {trainer} (same schedule and settings) from {fold}")
             return saved
+        print(f"not reusing {trainer} from {fold}: " + (changed or "another schedule"))
     if fold.parent.exists():
         shutil.rmtree(fold.parent)
     timing = run(["nnUNetv2_train", str(dataset_id), configuration, "0", "-tr", trainer, "-device", "cpu"],
@@ -204,7 +208,7 @@ def train(workdir: Path, env: dict, trainer: str, schedule: dict, reuse: bool, d
     parsed = parse_training_log(fold)
     val_start = parsed.get("first_predict") or timing["end"]
     result = {
-        "trainer": trainer, "schedule": schedule, **timing,
+        "trainer": trainer, "schedule": schedule, "trainer_settings": settings, **timing,
         "train_s": val_start - timing["start"],  # process start (imports, embedding, data loaders) to the end of the last epoch
         "loop_s": val_start - (parsed.get("first_epoch") or timing["start"]),  # epochs only
         "final_val_s": timing["end"] - val_start,  # prediction of the validation cases + evaluation
@@ -213,6 +217,66 @@ def train(workdir: Path, env: dict, trainer: str, schedule: dict, reuse: bool, d
     }
     record.write_text(json.dumps(result, indent=1))
     return result
+
+
+def _canonical(value):
+    """A JSON-comparable form of a trainer class attribute (dicts sorted, dataclasses as dicts)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def trainer_settings(trainer: str) -> dict:
+    """The public data attributes of a trainer class and its bases (loss weights, `malenia_config`,
+    `anomalies`, ...): what `--reuse` compares besides the schedule. Why: a trainer whose recipe
+    changed under the same name (the zero-shot recipe's head options) would otherwise be reused as
+    the new one. {} when nnU-Net cannot find the class in this process."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    with_bench_trainers(os.environ)
+    try:
+        cls = recursive_find_trainer_class_by_name(trainer)
+    except RuntimeError:
+        return {}
+    settings: dict = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if name.startswith("_") or callable(value) or isinstance(value, (property, classmethod, staticmethod)):
+                continue
+            settings[name] = _canonical(value)
+    return settings
+
+
+def settings_changed(saved: dict, settings: dict, model_folder: Path, trainer: str) -> str | None:
+    """Why a finished training no longer is what `trainer` trains now, or None. A record without
+    settings (written before they were recorded) is compared on the head options its model folder
+    stored (plans.json's malenia config, unset fields at MaleniaConfig's defaults)."""
+    if "trainer_settings" in saved:
+        if saved["trainer_settings"] == settings:
+            return None
+        keys = sorted(k for k in set(saved["trainer_settings"]) | set(settings)
+                      if saved["trainer_settings"].get(k) != settings.get(k))
+        return f"the trainer's settings changed ({', '.join(keys)})"
+    head = settings.get("malenia_config")
+    plans = model_folder / "plans.json"
+    if not head or not plans.is_file():
+        return None
+    from nnunetv2_malenia.network.config import MaleniaConfig
+
+    stored = json.loads(plans.read_text()).get("malenia", {}).get("config")
+    if stored is None:
+        return None
+    stored = _canonical(MaleniaConfig.from_dict(stored).to_dict())
+    for key, value in head.items():
+        if key in stored and stored[key] != value:
+            return f"head option {key} is {value!r} in {trainer} and {stored[key]!r} in {plans}"
+    return None
 
 
 def final_components(fold: Path) -> dict:

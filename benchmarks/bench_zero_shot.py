@@ -77,7 +77,8 @@ TIERS = {
                                    # the recipe with one change on top (benchmarks/trainers/)
                                    "nnUNetTrainerMalenia_cpu_zeroshot_predmask",
                                    "nnUNetTrainerMalenia_cpu_zeroshot_ownblobs",
-                                   "nnUNetTrainerMalenia_cpu_zeroshot_detached"]}},
+                                   "nnUNetTrainerMalenia_cpu_zeroshot_detached",
+                                   "nnUNetTrainerMalenia_cpu_zeroshot_featureblobs"]}},
     "full": {"configuration": "3d_fullres", "min_lesion_ml": 0.0,
              "trainers": {ZS: ["nnUNetTrainer_bench", "nnUNetTrainerMalenia_bench",
                                "nnUNetTrainerMalenia_nameonly_bench", "nnUNetTrainerMalenia_benchSGD"],

@@ -32,3 +32,28 @@ def test_nnunet_finds_a_benchmark_trainer_in_process(monkeypatch):
         recursive_find_trainer_class_by_name("nnUNetTrainer_cpu_twothirds")
     bt.with_bench_trainers(os.environ)
     assert recursive_find_trainer_class_by_name("nnUNetTrainer_cpu_twothirds").__name__ == "nnUNetTrainer_cpu_twothirds"
+
+
+def test_reuse_compares_the_trainers_settings_not_only_the_schedule(tmp_path):
+    settings = bt.trainer_settings("nnUNetTrainerMalenia_cpu_zeroshot_featureblobs")
+    assert settings["anomalies"]["feature_probability"] == 0.75
+    assert settings["malenia_config"]["token_backbone_gradient"] == 0.0
+    assert bt.settings_changed({"trainer_settings": settings}, settings, tmp_path, "T") is None
+    other = bt.trainer_settings("nnUNetTrainerMalenia_cpu_zeroshot_detached")
+    assert bt.settings_changed({"trainer_settings": other}, settings, tmp_path, "T") == \
+        "the trainer's settings changed (anomalies)"
+    assert bt.trainer_settings("NoSuchTrainer") == {}
+
+
+def test_reuse_of_an_old_record_reads_the_head_options_its_model_folder_stored(tmp_path):
+    import json
+
+    settings = bt.trainer_settings("nnUNetTrainerMalenia_cpu_zeroshot")
+    stored = {k: v for k, v in settings["malenia_config"].items() if k != "token_backbone_gradient"}
+    (tmp_path / "plans.json").write_text(json.dumps({"malenia": {"config": stored}}))
+    # the recipe before it detached the token path: the field unset, so MaleniaConfig's default 1.0
+    assert bt.settings_changed({}, settings, tmp_path, "T") == \
+        f"head option token_backbone_gradient is 0.0 in T and 1.0 in {tmp_path / 'plans.json'}"
+    stored["token_backbone_gradient"] = 0.0
+    (tmp_path / "plans.json").write_text(json.dumps({"malenia": {"config": stored}}))
+    assert bt.settings_changed({}, settings, tmp_path, "T") is None
