@@ -19,7 +19,9 @@ One run, everything sequential (never two trainings at once):
     python3 benchmarks/bench_training.py --workdir /tmp/malenia_bench --epochs 10 --iterations 10 --plot docs/bench_training.png
 
 `--reuse` keeps an existing dataset/preprocessing and any trainer whose results in WORKDIR were made
-with the same schedule (e.g. to add `--trainers nnUNetTrainerMalenia_benchSGD` to a finished run).
+with the same schedule and the same trainer settings (its class attributes: loss weights, head
+options, anomalies; e.g. to add `--trainers nnUNetTrainerMalenia_benchSGD` to a finished run). A
+trainer whose settings changed under the same name is trained again, and the reason printed.
 """
 
 from __future__ import annotations

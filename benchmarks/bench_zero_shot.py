@@ -102,7 +102,7 @@ def main() -> int:
     parser.add_argument("--val-iterations", type=int, default=2, help="full tier: validation iterations per epoch")
     parser.add_argument("--n-proc-da", type=int, default=2, help="nnUNet_n_proc_DA")
     parser.add_argument("--stage", choices=("all", "train", "evaluate"), default="all")
-    parser.add_argument("--reuse", action="store_true", help="keep datasets and trainings made with the same schedule")
+    parser.add_argument("--reuse", action="store_true", help="keep datasets, and trainings made with the same schedule and trainer settings")
     parser.add_argument("--only", action="append", default=None, metavar="MODEL",
                         help="train / evaluate only this model (repeatable): a trainer on 905, or 906/TRAINER "
                              "(default: all of them)")
