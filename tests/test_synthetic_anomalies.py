@@ -184,3 +184,39 @@ def test_tissue_blobs_take_an_absolute_ct_number_whatever_their_organ():
     image, seg = _phantom()  # no absolute scale (zero_hu None): offsets as before
     blobs = paste_anomalies(image, seg, {LESION}, 4, tissue, 0.01, (-10.0, 10.0), rng)
     assert all(0.4 * 0.99 <= abs(image[0][b.mask].mean()) <= 1.6 * 1.01 for b in blobs)
+
+
+def _sphericity(mask: np.ndarray) -> float:
+    """Volume-to-surface ratio against a sphere's of the same volume (1 for a ball, less for any
+    outline with bulges and notches); surface counted as exposed voxel faces."""
+    volume = float(mask.sum())
+    padded = np.pad(mask, 1)
+    faces = sum(np.count_nonzero(padded != np.roll(padded, 1, axis)) for axis in range(3))
+    return float(np.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / faces)
+
+
+def test_lobed_blobs_are_named_lobulated_and_their_outline_is_less_round_than_an_ellipsoid():
+    """lobe_probability 1 draws every blob as smooth lobes named "lobulated" (never "ellipsoid" or
+    "perturbed"); their outline is measurably less spherical than the unperturbed ellipsoids of the
+    same config without lobes. lobe_probability 0 draws exactly what a config without the field did."""
+    base = dict(probability=1.0, max_per_patch=1, radius_voxels=(5.0, 6.0), irregularity=(0.0, 0.0),
+                margin_blur_voxels=(0.0, 0.0), heterogeneity=(0.0, 0.05), describe=True)
+    rng = np.random.default_rng(7)
+    shape_of = {}
+    for name, cfg in (("lobed", AnomalyConfig(**base, lobe_probability=1.0)), ("ellipsoid", AnomalyConfig(**base))):
+        blobs = []
+        for _ in range(12):
+            image, seg = _phantom()
+            blobs += paste_anomalies(image, seg, {LESION}, 4, cfg, 0.01, (-10.0, 10.0), rng)
+        assert len(blobs) >= 10
+        assert all(name in b.properties and {"lobed", "ellipsoid", "perturbed"} & set(b.properties) == {name}
+                   for b in blobs)
+        shape_of[name] = np.median([_sphericity(b.mask) for b in blobs])
+    assert shape_of["lobed"] < shape_of["ellipsoid"] - 0.04, shape_of
+    same = []
+    for cfg in (AnomalyConfig(**base), AnomalyConfig(**base, lobe_probability=0.0)):
+        image, seg = _phantom()
+        same.append(paste_anomalies(image, seg, {LESION}, 4, cfg, 0.01, (-10.0, 10.0), np.random.default_rng(8))[0].mask)
+    assert np.array_equal(*same)
+    with pytest.raises(ValueError, match="lobe_probability must be in"):
+        AnomalyConfig(lobe_probability=-0.1)
