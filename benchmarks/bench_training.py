@@ -255,15 +255,43 @@ def trainer_settings(trainer: str) -> dict:
     return settings
 
 
+def dataclass_defaults(trainer: str) -> dict:
+    """{attribute: {field: default}} for the trainer's dataclass attributes (`anomalies`), in
+    `trainer_settings`' form; {} when nnU-Net cannot find the class in this process."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    with_bench_trainers(os.environ)
+    try:
+        cls = recursive_find_trainer_class_by_name(trainer)
+    except RuntimeError:
+        return {}
+    defaults: dict = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if dataclasses.is_dataclass(value) and not isinstance(value, type) and not name.startswith("_"):
+                defaults[name] = {f.name: _canonical(f.default if f.default is not dataclasses.MISSING
+                                                     else f.default_factory())
+                                  for f in dataclasses.fields(value)
+                                  if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    return defaults
+
+
 def settings_changed(saved: dict, settings: dict, model_folder: Path, trainer: str) -> str | None:
-    """Why a finished training no longer is what `trainer` trains now, or None. A record without
-    settings (written before they were recorded) is compared on the head options its model folder
-    stored (plans.json's malenia config, unset fields at MaleniaConfig's defaults)."""
+    """Why a finished training no longer is what `trainer` trains now, or None. A field of a
+    dataclass setting (`anomalies`) that the record lacks did not exist when it was written: it
+    counts as its default, which by this project's convention draws what the code drew before the
+    field (a new option's default changes nothing), so adding an option retrains nothing that does
+    not set it. A record without settings (written before they were recorded) is compared on the
+    head options its model folder stored (plans.json's malenia config, unset fields at
+    MaleniaConfig's defaults)."""
     if "trainer_settings" in saved:
-        if saved["trainer_settings"] == settings:
+        recorded = dict(saved["trainer_settings"])
+        for name, defaults in dataclass_defaults(trainer).items():
+            if isinstance(recorded.get(name), dict):
+                recorded[name] = {**defaults, **recorded[name]}
+        if recorded == settings:
             return None
-        keys = sorted(k for k in set(saved["trainer_settings"]) | set(settings)
-                      if saved["trainer_settings"].get(k) != settings.get(k))
+        keys = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
         return f"the trainer's settings changed ({', '.join(keys)})"
     head = settings.get("malenia_config")
     plans = model_folder / "plans.json"

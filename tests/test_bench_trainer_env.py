@@ -45,6 +45,19 @@ def test_reuse_compares_the_trainers_settings_not_only_the_schedule(tmp_path):
     assert bt.trainer_settings("NoSuchTrainer") == {}
 
 
+def test_an_option_added_after_a_record_counts_as_its_default_and_retrains_only_who_sets_it(tmp_path):
+    """A record written before AnomalyConfig.lobe_probability existed lacks the field: the detached
+    recipe (lobe_probability at its default 0) is reused, the lobed-blob trainer (1/3) is not."""
+    detached = bt.trainer_settings("nnUNetTrainerMalenia_cpu_zeroshot_detached")
+    old_record = {**detached, "anomalies": {k: v for k, v in detached["anomalies"].items() if k != "lobe_probability"}}
+    assert bt.settings_changed({"trainer_settings": old_record}, detached, tmp_path,
+                               "nnUNetTrainerMalenia_cpu_zeroshot_detached") is None
+    lobed = bt.trainer_settings("nnUNetTrainerMalenia_cpu_zeroshot_lobedblobs")
+    assert bt.settings_changed({"trainer_settings": old_record}, lobed, tmp_path,
+                               "nnUNetTrainerMalenia_cpu_zeroshot_lobedblobs") == "the trainer's settings changed (anomalies)"
+    assert bt.dataclass_defaults("NoSuchTrainer") == {}
+
+
 def test_reuse_of_an_old_record_reads_the_head_options_its_model_folder_stored(tmp_path):
     import json
 
