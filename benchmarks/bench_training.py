@@ -234,46 +234,41 @@ def _canonical(value):
     return repr(value)
 
 
+def _trainer_attributes(trainer: str) -> dict:
+    """The public data attributes of a trainer class and its bases, the subclass's last; {} when
+    nnU-Net cannot find the class in this process."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    with_bench_trainers(os.environ)
+    try:
+        cls = recursive_find_trainer_class_by_name(trainer)
+    except RuntimeError:
+        return {}
+    attributes: dict = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if name.startswith("_") or callable(value) or isinstance(value, (property, classmethod, staticmethod)):
+                continue
+            attributes[name] = value
+    return attributes
+
+
 def trainer_settings(trainer: str) -> dict:
     """The public data attributes of a trainer class and its bases (loss weights, `malenia_config`,
     `anomalies`, ...): what `--reuse` compares besides the schedule. Why: a trainer whose recipe
     changed under the same name (the zero-shot recipe's head options) would otherwise be reused as
     the new one. {} when nnU-Net cannot find the class in this process."""
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
-    with_bench_trainers(os.environ)
-    try:
-        cls = recursive_find_trainer_class_by_name(trainer)
-    except RuntimeError:
-        return {}
-    settings: dict = {}
-    for klass in reversed(cls.__mro__):
-        for name, value in vars(klass).items():
-            if name.startswith("_") or callable(value) or isinstance(value, (property, classmethod, staticmethod)):
-                continue
-            settings[name] = _canonical(value)
-    return settings
+    return {name: _canonical(value) for name, value in _trainer_attributes(trainer).items()}
 
 
 def dataclass_defaults(trainer: str) -> dict:
     """{attribute: {field: default}} for the trainer's dataclass attributes (`anomalies`), in
     `trainer_settings`' form; {} when nnU-Net cannot find the class in this process."""
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
-    with_bench_trainers(os.environ)
-    try:
-        cls = recursive_find_trainer_class_by_name(trainer)
-    except RuntimeError:
-        return {}
-    defaults: dict = {}
-    for klass in reversed(cls.__mro__):
-        for name, value in vars(klass).items():
-            if dataclasses.is_dataclass(value) and not isinstance(value, type) and not name.startswith("_"):
-                defaults[name] = {f.name: _canonical(f.default if f.default is not dataclasses.MISSING
-                                                     else f.default_factory())
-                                  for f in dataclasses.fields(value)
-                                  if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
-    return defaults
+    return {name: {f.name: _canonical(f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                   for f in dataclasses.fields(value)
+                   if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+            for name, value in _trainer_attributes(trainer).items()
+            if dataclasses.is_dataclass(value) and not isinstance(value, type)}
 
 
 def settings_changed(saved: dict, settings: dict, model_folder: Path, trainer: str) -> str | None:
