@@ -14,9 +14,9 @@ Optionally (`describe=True`) a blob also carries the attribute values its drawin
 unambiguous by the radiological definitions: darker or brighter than its organ (density), texture
 weak or strong next to the offset (density variation), a sharp or a blurred edge (margin), an
 ellipsoid or a perturbed one (shape), and with `lobe_probability` a lobulated one. Values in
-between are left without a target. With
-`feature_probability`, some blobs also get one specific feature (calcium dots, a darker area
-inside, a thin bright rim), and a blob with none and no texture is "no specific features". Why:
+between are left without a target. With `feature_probability`, some blobs also get one specific
+feature (calcium dots, a darker area inside, a thin bright rim), and a blob with none and no
+texture is "no specific features". Why:
 measured on the varied tier, specific features were read right on 0.36 of unseen lesions (0.77 of
 seen ones; docs/benchmarks.md): each feature was seen in one or two organs only (decreased density
 areas in liver tumours alone), so the organ named the feature. In the lesions of
