@@ -5,6 +5,7 @@ import torch
 from scipy import ndimage
 
 from nnunetv2_malenia.loss import multi_positive_nce
+from nnunetv2_malenia.synthetic.shapes import sphericity
 from nnunetv2_malenia.training.synthetic_anomalies import AnomalyConfig, paste_anomalies
 
 ORGAN, LESION, OTHER = 1, 5, 2
@@ -186,15 +187,6 @@ def test_tissue_blobs_take_an_absolute_ct_number_whatever_their_organ():
     assert all(0.4 * 0.99 <= abs(image[0][b.mask].mean()) <= 1.6 * 1.01 for b in blobs)
 
 
-def _sphericity(mask: np.ndarray) -> float:
-    """Volume-to-surface ratio against a sphere's of the same volume (1 for a ball, less for any
-    outline with bulges and notches); surface counted as exposed voxel faces."""
-    volume = float(mask.sum())
-    padded = np.pad(mask, 1)
-    faces = sum(np.count_nonzero(padded != np.roll(padded, 1, axis)) for axis in range(3))
-    return float(np.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / faces)
-
-
 def test_lobed_blobs_are_named_lobulated_and_their_outline_is_less_round_than_an_ellipsoid():
     """lobe_probability 1 draws every blob as smooth lobes named "lobulated" (never "ellipsoid" or
     "perturbed"); their outline is measurably less spherical than the unperturbed ellipsoids of the
@@ -211,7 +203,7 @@ def test_lobed_blobs_are_named_lobulated_and_their_outline_is_less_round_than_an
         assert len(blobs) >= 10
         assert all(name in b.properties and {"lobed", "ellipsoid", "perturbed"} & set(b.properties) == {name}
                    for b in blobs)
-        shape_of[name] = np.median([_sphericity(b.mask) for b in blobs])
+        shape_of[name] = np.median([sphericity(b.mask) for b in blobs])
     assert shape_of["lobed"] < shape_of["ellipsoid"] - 0.04, shape_of
     same = []
     for cfg in (AnomalyConfig(**base), AnomalyConfig(**base, lobe_probability=0.0)):
