@@ -384,7 +384,8 @@ class nnUNetTrainerMalenia_cpu_zeroshot_detached_ownblobs(nnUNetTrainerMalenia_c
     7 % of their voxels to liver cyst, the channel that also holds every blob in every organ
     (`label_in_head="lesion"`). The own channel measured before on the undetached recipe changed
     nothing the benchmark measures; there the head did not name seen lesions well under any channel.
-    Not trained yet."""
+    Not trained yet; on a second detached seed-0 run the suspect did not show (hybrid naming: liver
+    tumours 7 % to liver cyst, kidney tumours none; docs/benchmarks.md, "Lobed blobs")."""
 
     anomalies = dataclasses.replace(nnUNetTrainerMalenia_cpu_zeroshot_detached.anomalies, label_in_head="own")
 
