@@ -20,7 +20,9 @@ splenic metastases and kidney abscesses, read as the seen diseases of their orga
 Views (what the CNN reads, as PerTypeLocal's): `image` the crop; `lesion` the image inside the
 lesion mask and the mask; `relative` the same with the lesion's CT numbers minus their mean
 (voxel_readout.lesion_relative); `ring` the image inside the lesion and a 2-voxel ring around it,
-and the mask (a wall is brighter than the organ around it, a partial-volume edge is not); `mask`
+and the mask (a wall is brighter than the organ around it, a partial-volume edge is not);
+`ring_relative` the same minus the ring's mean (in a 15-voxel box), so the contrast to the
+surroundings stays and the organ's CT number goes; `mask`
 the mask alone. `--pool` adds each lesion's mean feature
 to every voxel's. Each row also gives the accuracy after logit adjustment (the readout's
 log-probabilities minus `--tau` x the log of the values' frequencies among the training lesions:
@@ -63,12 +65,12 @@ def ct_normalisation(raw: Path, cases: list[str]) -> tuple[float, float, float, 
 
 
 def lesion_crops(raw: Path, anomalies: int = 0, feature_probability: float = 0.0,
-                 seed: int = 0, paste: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+                 seed: int = 0, paste: int = 0, blob_options: dict | None = None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """(images (L, S, S, S) float32, masks (L, S, S, S) bool, records) for every connected lesion of at
     least 50 voxels in imagesTr/labelsTr and imagesTs/labelsTs; a record is the lesion's entry of
     lesion_attributes.json plus its split ("Tr"/"Ts") and case. With `anomalies`, that many more
     training records: blobs of the trainers' synthetic anomalies (AnomalyConfig(describe=True,
-    feature_probability=...)) pasted into the organs of random training cases, with the values
+    feature_probability=..., **blob_options)) pasted into the organs of random training cases, with the values
     their drawing names (disease "anomaly"). With `paste`, that many more: seen training lesions
     moved into another organ as the trainers' lesion_paste moves them (paste_crops, disease "pasted")."""
     import SimpleITK as sitk
@@ -101,7 +103,7 @@ def lesion_crops(raw: Path, anomalies: int = 0, feature_probability: float = 0.0
                     records.append({"split": split, "case": case, "label": int(label), **record})
     if anomalies:
         blob_images, blob_masks, blob_records = anomaly_crops(training_maps, anomalies, feature_probability,
-                                                              (low, high, mean, std), seed)
+                                                              (low, high, mean, std), seed, blob_options)
         images, masks, records = images + blob_images, masks + blob_masks, records + blob_records
     if paste:
         pasted = paste_crops(records, dict(zip(train_cases, training_maps)), paste, (low, high, mean, std), seed)
@@ -143,13 +145,14 @@ def paste_crops(records: list[dict], maps: dict[str, tuple], count: int, norm: t
 
 
 def anomaly_crops(maps: list, count: int, feature_probability: float, norm: tuple[float, float, float, float],
-                  seed: int) -> tuple[list, list, list[dict]]:
+                  seed: int, blob_options: dict | None = None) -> tuple[list, list, list[dict]]:
     """`count` blob crops pasted as the trainers paste them (training.synthetic_anomalies), with the
     attribute values their drawing names per type (types it leaves undrawn have none)."""
     from nnunetv2_malenia.training.synthetic_anomalies import AnomalyConfig, paste_anomalies
 
     low, high, mean, std = norm
-    cfg = AnomalyConfig(probability=1.0, max_per_patch=1, describe=True, feature_probability=feature_probability)
+    cfg = AnomalyConfig(probability=1.0, max_per_patch=1, describe=True, feature_probability=feature_probability,
+                        **(blob_options or {}))
     phrase = {prop: (key, value) for prop, key, value in cfg.phrases}
     rng = np.random.default_rng(seed)
     images, masks, records = [], [], []
@@ -219,7 +222,7 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
     from torch import nn
 
     from nnunetv2_malenia.network.malenia_network import scale_gradient
-    from nnunetv2_malenia.network.voxel_readout import lesion_relative, local_appearance
+    from nnunetv2_malenia.network.voxel_readout import LOCAL_FIELD, lesion_relative, local_appearance
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -266,6 +269,12 @@ def run(images: np.ndarray, masks: np.ndarray, records: list[dict], type_key: st
         if view == "ring":  # the lesion and a 2-voxel ring of what surrounds it
             around = nn.functional.max_pool3d(m, 5, stride=1, padding=2)
             return torch.cat([x * around, m], 1), m
+        if view == "ring_relative":  # the same, CT numbers minus the ring's mean: contrast to the surroundings only
+            around = nn.functional.max_pool3d(m, 5, stride=1, padding=2)
+            shell = around - m
+            box = dict(kernel_size=LOCAL_FIELD, stride=1, padding=LOCAL_FIELD // 2)
+            shell_mean = nn.functional.avg_pool3d(x * shell, **box) / nn.functional.avg_pool3d(shell, **box).clamp_min(1e-6)
+            return torch.cat([(x - shell_mean) * around, m], 1), m
         content = lesion_relative(x, m) if view == "relative" else x * m
         return torch.cat([content, m], 1), m
 
@@ -363,6 +372,8 @@ def run_radiomics(images: np.ndarray, masks: np.ndarray, records: list[dict], ty
 
 
 def main() -> int:
+    from nnunetv2_malenia.training.synthetic_anomalies import FEATURES
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-r", "--raw", type=Path, required=True,
                         help="raw dataset folder of a `malenia synth` dataset (imagesTr/Ts, labelsTr/Ts, "
@@ -371,7 +382,7 @@ def main() -> int:
     parser.add_argument("--readout", choices=("cnn", "radiomics"), default="cnn",
                         help="cnn: the readout's local CNN and a per-voxel MLP (default); radiomics: hand-made "
                              "statistics of the lesion and a logistic regression (seconds, no --view/--seeds)")
-    parser.add_argument("--view", choices=("image", "lesion", "relative", "ring", "mask"), default="lesion",
+    parser.add_argument("--view", choices=("image", "lesion", "relative", "ring", "ring_relative", "mask"), default="lesion",
                         help="what the CNN reads (default: lesion, as the lesion-only types)")
     parser.add_argument("--channels", type=int, default=4, help="CNN channels (default 4: PER_TYPE_CHANNELS)")
     parser.add_argument("--pool", action="store_true", help="add the lesion's mean feature to each voxel's")
@@ -396,6 +407,10 @@ def main() -> int:
                              "the trainers' lesion_paste moves them")
     parser.add_argument("--feature-probability", type=float, default=0.0,
                         help="AnomalyConfig.feature_probability of those blobs (default 0)")
+    parser.add_argument("--features", nargs="+", choices=FEATURES, metavar="FEATURE",
+                        help=f"AnomalyConfig.features: which of {', '.join(FEATURES)} those blobs draw (default: all)")
+    parser.add_argument("--surface-probability", type=float, default=0.0,
+                        help="AnomalyConfig.surface_probability: share of those blobs drawn on an organ's surface (default 0)")
     args = parser.parse_args()
     if not (args.raw / "lesion_attributes.json").is_file():
         parser.error(f"{args.raw}: no lesion_attributes.json; pass the raw folder of a `malenia synth` dataset")
@@ -404,7 +419,10 @@ def main() -> int:
 
     torch.set_num_threads(1)
     unseen = set(json.loads((args.raw / "dataset_test.json").read_text())["unseen_diseases"])
-    images, masks, records = lesion_crops(args.raw, args.anomalies, args.feature_probability, paste=args.paste)
+    blob_options = {"surface_probability": args.surface_probability,
+                    **({"features": tuple(args.features)} if args.features else {})}
+    images, masks, records = lesion_crops(args.raw, args.anomalies, args.feature_probability, paste=args.paste,
+                                          blob_options=blob_options)
     results: dict[str, list[tuple[bool, bool, str]]] = {}
     if args.readout == "radiomics":
         results = run_radiomics(images, masks, records, args.type, args.tau, args.by)
@@ -420,7 +438,8 @@ def main() -> int:
                f"{f', zoom {args.scale[0]}-{args.scale[1]}' if args.scale else ''}, {args.steps} steps, "
                f"seeds {args.seeds}")
     print(f"type {args.type}, {readout}, tau {args.tau}, {args.anomalies} anomalies (feature probability "
-          f"{args.feature_probability}), {args.paste} pasted; accuracy of the value read (mask given)")
+          f"{args.feature_probability}{', ' + '/'.join(args.features) if args.features else ''}; "
+          f"surface probability {args.surface_probability}), {args.paste} pasted; accuracy of the value read (mask given)")
     print("| disease | split | reads | right | right, adjusted | values read |")
     print("|---|---|---|---|---|---|")
     results.pop("anomaly", None)

@@ -152,6 +152,53 @@ def test_feature_blobs_show_the_feature_they_are_named_by():
     assert seen == {"calcified", "darker areas", "rim"}
 
 
+def test_feature_blobs_draw_only_the_features_chosen():
+    """`features` narrows the draw (a rim reads as any bright edge; docs/benchmarks.md): with
+    calcium and darker areas only, no blob is named or drawn with a rim."""
+    cfg = AnomalyConfig(probability=1.0, max_per_patch=2, describe=True, feature_probability=1.0,
+                        features=("calcified", "darker areas"))
+    rng = np.random.default_rng(5)
+    named = [p for _ in range(20) for blob in paste_anomalies(*_phantom(), {LESION}, 4, cfg, 0.01, (-100.0, 100.0), rng)
+             for p in blob.properties if p in ("calcified", "darker areas", "rim")]
+    assert set(named) == {"calcified", "darker areas"}
+    with pytest.raises(ValueError, match="features must be a non-empty selection of 'calcified', 'darker areas', "
+                                         "'rim', got 'wall'"):
+        AnomalyConfig(features=("calcified", "wall"))
+
+
+def test_surface_blobs_reach_out_of_their_organ_with_the_organs_tissue_plus_their_offset():
+    """A surface blob covers organ and background voxels (never another organ's), and outside the
+    organ it shows the organ's CT number plus its offset, not the background's; at 0 no blob leaves
+    its organ and the draws are those of a config without the field."""
+    flat = dict(probability=1.0, max_per_patch=1, heterogeneity=(0.0, 0.0), margin_blur_voxels=(0.0, 0.0),
+                irregularity=(0.0, 0.0), contrast=(50.0, 50.0))
+    out_count = 0
+    for seed in range(6):
+        image, seg = _phantom()
+        level = {ORGAN: 1.0, OTHER: 2.0}        # 100 and 200 HU (1 HU = 0.01), background 0
+        for organ, value in level.items():
+            image[0][seg == organ] = value
+        rng = np.random.default_rng(seed)
+        for blob in paste_anomalies(image, seg, {LESION}, 4, AnomalyConfig(**flat, surface_probability=1.0),
+                                    0.01, (-10.0, 10.0), rng):
+            host = ORGAN if (blob.mask & (seg == ORGAN)).any() else OTHER
+            assert not (blob.mask & (seg == ORGAN + OTHER - host)).any() and not (blob.mask & (seg == LESION)).any()
+            outside = blob.mask & (seg == 0)
+            if outside.any():
+                out_count += 1
+                organ_part = image[0][blob.mask & (seg == host)]
+                assert np.allclose(image[0][outside], organ_part.mean(), atol=1e-5)
+                assert abs(organ_part.mean() - level[host]) == pytest.approx(0.5, abs=1e-5)
+    assert out_count >= 3
+    draws = []
+    for cfg in (AnomalyConfig(**flat), AnomalyConfig(**flat, surface_probability=0.0)):
+        image, seg = _phantom()
+        blobs = paste_anomalies(image, seg, {LESION}, 4, cfg, 0.01, (-10.0, 10.0), np.random.default_rng(1))
+        assert all(not (b.mask & (seg == 0)).any() for b in blobs)
+        draws.append(image)
+    assert np.array_equal(*draws)
+
+
 def test_a_flat_blob_without_a_feature_has_no_specific_features_and_features_off_name_none():
     rng = np.random.default_rng(6)
     flat = dict(probability=1.0, heterogeneity=(0.0, 0.05), margin_blur_voxels=(0.0, 0.0), describe=True)

@@ -401,3 +401,14 @@ class nnUNetTrainerMalenia_cpu_zeroshot_lobedblobs(nnUNetTrainerMalenia_cpu_zero
     against 31.6, seen 27.9 against 34.8 (liver tumours named liver cyst). Not kept."""
 
     anomalies = dataclasses.replace(nnUNetTrainerMalenia_cpu_zeroshot_detached.anomalies, lobe_probability=1 / 3)
+
+
+class nnUNetTrainerMalenia_cpu_zeroshot_surfaceblobs(nnUNetTrainerMalenia_cpu_zeroshot_detached):
+    """The (detached) recipe with half of the synthetic blobs drawn on an organ's surface, reaching
+    out into the background with the organ's tissue plus their offset (AnomalyConfig.surface_probability
+    =0.5). Diagnosis (docs/benchmarks.md, "The margin and the features read with the lesion's
+    surroundings"): the spleen's, kidneys' and lungs' lesions sit on their organ's surface, every blob
+    lay inside its organ, and every readout probed names splenic metastases with the splenic cyst's
+    values although their CT numbers are a liver tumour's and their outline a lung tumour's."""
+
+    anomalies = dataclasses.replace(nnUNetTrainerMalenia_cpu_zeroshot_detached.anomalies, surface_probability=0.5)
