@@ -214,6 +214,34 @@ def test_failure_midway_leaves_nothing_behind(tmp_path: Path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_case_without_room_is_drawn_again_and_fails_only_after_every_draw(tmp_path: Path, monkeypatch, capsys):
+    """`malenia demo --seed 2` failed on one case whose anatomy left its lesion no room: such a case
+    is planned and drawn again from its own stream; only CASE_ATTEMPTS failures in a row fail."""
+    from nnunetv2_malenia.synthetic import case as case_module
+    from nnunetv2_malenia.synthetic.placement import PlacementError
+
+    real, draws = case_module.render_case, []
+
+    def cramped(plan, *args, **kwargs):   # the first two anatomies of case 2 have no room
+        draws.append(plan.case_id)
+        if plan.case_id == "Tiny_0002" and draws.count("Tiny_0002") <= failures:
+            raise PlacementError(f"case {plan.case_id}: could not place a lesion")
+        return real(plan, *args, **kwargs)
+    monkeypatch.setattr(case_module, "render_case", cramped)
+    failures = 2
+    assert synth(tmp_path / "a", "--workers", "1") == 0
+    assert draws.count("Tiny_0002") == 3 and draws.count("Tiny_0001") == 1
+    assert (tmp_path / "a" / "Dataset950_Tiny" / "labelsTr" / "Tiny_0002.nii.gz").is_file()
+    failures = dataset_writer.CASE_ATTEMPTS
+    draws.clear()
+    capsys.readouterr()
+    assert synth(tmp_path / "b", "--workers", "1") != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"case Tiny_0002: could not place a lesion (in {dataset_writer.CASE_ATTEMPTS} anatomies drawn)" in err
+    assert not (tmp_path / "b").exists() or list((tmp_path / "b").iterdir()) == []
+
+
 # ---- preview and nnU-Net ---------------------------------------------------------------------------
 def test_preview_png(tiny: Path, tmp_path: Path):
     from nnunetv2_malenia.synthetic.preview import write_preview

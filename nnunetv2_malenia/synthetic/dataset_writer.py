@@ -127,6 +127,29 @@ def case_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SPLIT_KEYS[split], index)))
 
 
+# A case whose anatomy leaves no room for any of its lesions is planned and drawn again, from the
+# same stream (another anatomy, other lesion values): one unlucky draw must not fail a dataset
+# (`malenia demo --seed 2` did, at case 25). A case that drew fine the first time is unchanged.
+CASE_ATTEMPTS = 5
+
+
+def draw_case(benchmark: Benchmark, job: CaseJob, labels: dict[str, int], shape_zyx: tuple[int, int, int],
+              spacing_zyx: tuple[float, float, float], rng: np.random.Generator):
+    """Plan and render one case (a synthetic.case.CaseResult), drawing it again up to CASE_ATTEMPTS
+    times when none of its lesions finds room."""
+    from nnunetv2_malenia.synthetic.case import render_case
+    from nnunetv2_malenia.synthetic.placement import PlacementError
+    from nnunetv2_malenia.synthetic.sampling import plan_case
+
+    for attempt in range(1, CASE_ATTEMPTS + 1):
+        plan = plan_case(benchmark, job.case_id, job.primary, labels, job.candidates, shape_zyx, rng)
+        try:
+            return render_case(plan, shape_zyx, spacing_zyx, rng, preset=benchmark.preset)
+        except PlacementError as error:
+            if attempt == CASE_ATTEMPTS:
+                raise PlacementError(f"{error} (in {CASE_ATTEMPTS} anatomies drawn)") from None
+
+
 # -- worker side ------------------------------------------------------------------------------
 _WORKER: dict = {}
 
@@ -138,9 +161,6 @@ def _init_worker(cfg: SynthConfig, folder: str) -> None:
 
 def _run_job(job: CaseJob) -> tuple[str, str, dict[int, dict]]:
     """Build and write one case; returns (split, case id, label -> record dict) - small on purpose."""
-    from nnunetv2_malenia.synthetic.case import render_case
-    from nnunetv2_malenia.synthetic.sampling import plan_case
-
     benchmark: Benchmark = _WORKER["benchmark"]
     cfg: SynthConfig = _WORKER["cfg"]
     folder: Path = _WORKER["folder"]
@@ -148,8 +168,7 @@ def _run_job(job: CaseJob) -> tuple[str, str, dict[int, dict]]:
     rng = case_rng(cfg.seed, job.split, job.index)
     shape_zyx = tuple(int(n) for n in reversed(cfg.shape_xyz))
     spacing_zyx = tuple(float(s) for s in reversed(cfg.spacing_xyz))
-    plan = plan_case(benchmark, job.case_id, job.primary, labels, job.candidates, shape_zyx, rng)
-    result = render_case(plan, shape_zyx, spacing_zyx, rng, preset=benchmark.preset)
+    result = draw_case(benchmark, job, labels, shape_zyx, spacing_zyx, rng)
     suffix = "Tr" if job.split == "train" else "Ts"
     write_nifti(result.image, cfg.spacing_xyz, folder / f"images{suffix}" / f"{job.case_id}_0000{FILE_ENDING}")
     write_nifti(result.labels, cfg.spacing_xyz, folder / f"labels{suffix}" / f"{job.case_id}{FILE_ENDING}")

@@ -152,7 +152,6 @@ def _properties(offset: float, heterogeneity: float, blur: float, irregularity: 
     return tuple(found)
 
 
-
 def _feature_field(feature: str, mask: np.ndarray, cfg: AnomalyConfig, rng: np.random.Generator) -> np.ndarray | None:
     """HU added to a blob (zero outside `mask`) by one specific feature, drawn by its radiological
     definition with no knowledge of any renderer: calcified foci are 1-4 dots of up to 1.5 voxels'
