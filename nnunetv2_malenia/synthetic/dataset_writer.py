@@ -25,7 +25,7 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from nnunetv2_malenia.knowledge.lesion_attributes import LESION_ATTRIBUTES_FILEN
 from nnunetv2_malenia.synthetic.anatomy import ORGAN_LABELS
 from nnunetv2_malenia.synthetic.benchmark import SPLITS, Benchmark, load_benchmark
 from nnunetv2_malenia.synthetic.presets import DEFAULT_PRESET, load_preset
+
+if TYPE_CHECKING:
+    from nnunetv2_malenia.synthetic.case import CaseResult
 
 FILE_ENDING = ".nii.gz"
 TEST_LABELS_FILENAME = "dataset_test.json"
@@ -134,8 +137,8 @@ CASE_ATTEMPTS = 5
 
 
 def draw_case(benchmark: Benchmark, job: CaseJob, labels: dict[str, int], shape_zyx: tuple[int, int, int],
-              spacing_zyx: tuple[float, float, float], rng: np.random.Generator):
-    """Plan and render one case (a synthetic.case.CaseResult), drawing it again up to CASE_ATTEMPTS
+              spacing_zyx: tuple[float, float, float], rng: np.random.Generator) -> "CaseResult":
+    """Plan and render one case, drawing it again up to CASE_ATTEMPTS
     times when none of its lesions finds room."""
     from nnunetv2_malenia.synthetic.case import render_case
     from nnunetv2_malenia.synthetic.placement import PlacementError

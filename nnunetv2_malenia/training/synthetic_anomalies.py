@@ -258,11 +258,12 @@ def paste_anomalies(image: np.ndarray, segmentation: np.ndarray, lesion_labels: 
         mask = _blob(host, cfg, irregularity, rng, lobed, (segmentation == 0) & ~taken if surface else None)
         if mask is None:
             continue
+        organ_level = float(image[0][host].mean())
         # outside the organ a surface blob is the organ's tissue plus its offset, not the background's
-        to_organ = np.where(host, 0.0, float(image[0][host].mean()) - image[0]).astype(np.float32) if surface else 0.0
+        to_organ = np.where(host, 0.0, organ_level - image[0]).astype(np.float32) if surface else 0.0
         offset = rng.choice([-1.0, 1.0]) * rng.uniform(*cfg.contrast)
         if zero_hu is not None and rng.random() < cfg.tissue_probability:  # another tissue: an absolute CT number
-            organ_hu = (float(image[0][host].mean()) - zero_hu) / intensity_unit
+            organ_hu = (organ_level - zero_hu) / intensity_unit
             offset = rng.uniform(*cfg.tissue_hu) - organ_hu
         heterogeneity, blur = rng.uniform(*cfg.heterogeneity), rng.uniform(*cfg.margin_blur_voxels)
         texture = heterogeneity * abs(offset) * _smooth_noise(mask.shape, 1.0, rng)
