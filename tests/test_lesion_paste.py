@@ -54,6 +54,19 @@ def test_a_lesion_moves_into_another_organ_with_its_density_relative_to_the_host
     assert (image[0][seg == LIVER] == 1.0).all()                                     # nothing else touched
 
 
+def test_a_zoomed_lesion_moves_larger_with_its_density_relative_to_the_host():
+    (banked,) = _bank(*_two_organs())
+    image, seg = _two_organs(kidney_value=0.2, lesion=False)
+    grown = LesionPasteConfig(probability=1.0, scale=(1.5, 1.5))
+    hit = paste_lesion(image, seg, {LESION}, [banked], grown, UNIT, (-5.0, 5.0), np.random.default_rng(0))
+    assert hit is not None
+    _, placed = hit
+    assert placed.sum() / banked.mask.sum() == pytest.approx(1.5 ** 3, rel=0.25)     # about 3.4 times the voxels
+    assert (seg[placed] == KIDNEY).mean() >= grown.min_inside                        # mostly in the kidney
+    assert image[0][placed].mean() == pytest.approx(0.2 - 0.5, abs=0.05)              # still 0.5 below its host
+    assert (image[0][seg == LIVER] == 1.0).all()
+
+
 def test_no_lesion_moves_between_hosts_too_far_apart_or_without_another_organ():
     (banked,) = _bank(*_two_organs())
     rng = np.random.default_rng(0)
@@ -134,3 +147,5 @@ def test_a_bad_config_names_the_field():
         LesionPasteConfig(halo_voxels=-1)
     with pytest.raises(ValueError, match=r"LesionPasteConfig.min_inside must be in \(0, 1\], got 0.0"):
         LesionPasteConfig(min_inside=0.0)
+    with pytest.raises(ValueError, match=r"LesionPasteConfig.scale must be \(low, high\) with 0 < low <= high, got \(1.6, 1.0\)"):
+        LesionPasteConfig(scale=(1.6, 1.0))

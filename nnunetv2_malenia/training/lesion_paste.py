@@ -55,6 +55,11 @@ class LesionPasteConfig:
     min_inside: float = 0.6
     place_types: tuple[str, ...] = ("location", "relationship", "enhancement_status")
     attempts: int = 12                  # placements tried per patch before giving up
+    # Linear zoom of the moved lesion (with its margin), drawn log-uniform in [low, high]; (1, 1):
+    # moved at its own size. Why: on the varied tier each seen disease has its size range (liver
+    # tumours, the one disease with decreased density areas, are the smallest lesions, median 246
+    # voxels; cysts among the largest), so a readout can read a value from the size alone.
+    scale: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.probability <= 1.0:
@@ -64,6 +69,8 @@ class LesionPasteConfig:
                              f"{self.halo_voxels} and {self.min_voxels}")
         if not 0.0 < self.min_inside <= 1.0:
             raise ValueError(f"LesionPasteConfig.min_inside must be in (0, 1], got {self.min_inside}")
+        if len(self.scale) != 2 or not 0.0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"LesionPasteConfig.scale must be (low, high) with 0 < low <= high, got {self.scale}")
 
 
 @dataclass
@@ -126,6 +133,18 @@ def build_lesion_bank(cases: Iterable[tuple[str, np.ndarray, np.ndarray]], lesio
     return bank
 
 
+def _zoomed(mask: np.ndarray, halo: np.ndarray, crop: np.ndarray, factor: float
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lesion's box zoomed by `factor` (linear): the image trilinearly, each mask as its
+    trilinear interpolation above one half, so a zoomed outline is as smooth as the original's."""
+    def zoom(x: np.ndarray, order: int) -> np.ndarray:
+        return ndimage.zoom(x, factor, order=order, mode="nearest", grid_mode=True)
+
+    zoomed_mask = zoom(mask.astype(np.float32), 1) > 0.5
+    zoomed_halo = (zoom(halo.astype(np.float32), 1) > 0.5) & ~zoomed_mask
+    return zoomed_mask, zoomed_halo, np.stack([zoom(channel, 1) for channel in crop])
+
+
 def paste_lesion(image: np.ndarray, segmentation: np.ndarray, lesion_labels: set[int], bank: list[BankedLesion],
                  cfg: LesionPasteConfig, intensity_unit: float, clip: tuple[float, float],
                  rng: np.random.Generator, allowed: Callable[[int], bool] = lambda label: True,
@@ -159,6 +178,8 @@ def paste_lesion(image: np.ndarray, segmentation: np.ndarray, lesion_labels: set
         flips = tuple(axis for axis in range(3) if rng.random() < 0.5)
         mask, halo = np.flip(lesion.mask, flips), np.flip(lesion.halo, flips)
         crop = np.flip(lesion.image, tuple(a + 1 for a in flips))
+        if cfg.scale != (1.0, 1.0):
+            mask, halo, crop = _zoomed(mask, halo, crop, float(np.exp(rng.uniform(*np.log(cfg.scale)))))
         # the lesion's box around the centre, cut where it leaves the patch (as patches cut lesions)
         start = np.array(centre) - np.array(mask.shape) // 2
         lo, hi = np.maximum(start, 0), np.minimum(start + mask.shape, segmentation.shape)
