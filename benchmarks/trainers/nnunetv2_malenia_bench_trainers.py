@@ -426,3 +426,15 @@ class nnUNetTrainerMalenia_cpu_zeroshot_paste(nnUNetTrainerMalenia_cpu_zeroshot_
     when the token losses still trained the backbone."""
 
     lesion_paste = LesionPasteConfig()
+
+
+class nnUNetTrainerMalenia_cpu_zeroshot_paste_grown(nnUNetTrainerMalenia_cpu_zeroshot_paste):
+    """Cross-organ copy-paste on the detached recipe with the moved lesion zoomed 1.0-1.6x
+    (LesionPasteConfig.scale, log-uniform). Diagnosis (docs/benchmarks.md, 2026-12-06): each seen
+    disease has its size range, and the one with decreased density areas, the liver tumour, is the
+    smallest (median 246 voxels), while splenic metastases are the largest lesions of the tier
+    (702; liver cysts 595). Probed (probe_lesion_readout.py --scale 1.0 1.6, every seen training
+    crop grown): splenic metastases read "decreased density areas" on 8 of 18 reads after logit
+    adjustment (0 of 18 without growing), the first readout of any session to read them so."""
+
+    lesion_paste = LesionPasteConfig(scale=(1.0, 1.6))

@@ -137,12 +137,12 @@ def _zoomed(mask: np.ndarray, halo: np.ndarray, crop: np.ndarray, factor: float
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The lesion's box zoomed by `factor` (linear): the image trilinearly, each mask as its
     trilinear interpolation above one half, so a zoomed outline is as smooth as the original's."""
-    def zoom(x: np.ndarray, order: int) -> np.ndarray:
-        return ndimage.zoom(x, factor, order=order, mode="nearest", grid_mode=True)
+    def zoom(x: np.ndarray) -> np.ndarray:
+        return ndimage.zoom(x.astype(np.float32), factor, order=1, mode="nearest", grid_mode=True)
 
-    zoomed_mask = zoom(mask.astype(np.float32), 1) > 0.5
-    zoomed_halo = (zoom(halo.astype(np.float32), 1) > 0.5) & ~zoomed_mask
-    return zoomed_mask, zoomed_halo, np.stack([zoom(channel, 1) for channel in crop])
+    zoomed_mask = zoom(mask) > 0.5
+    zoomed_halo = (zoom(halo) > 0.5) & ~zoomed_mask
+    return zoomed_mask, zoomed_halo, np.stack([zoom(channel) for channel in crop])
 
 
 def paste_lesion(image: np.ndarray, segmentation: np.ndarray, lesion_labels: set[int], bank: list[BankedLesion],
