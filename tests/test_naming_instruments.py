@@ -1,5 +1,6 @@
-"""The two instruments that split a test DSC into finding and naming (benchmarks/lesion_confusion.py,
-benchmarks/probe_naming.py): the conclusions in docs/benchmarks.md rest on them."""
+"""The instruments that split a test DSC into finding and naming (benchmarks/lesion_confusion.py,
+benchmarks/probe_naming.py) and that rescore the readout's naming (benchmarks/probe_value_prior.py):
+the conclusions in docs/benchmarks.md rest on them."""
 
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from lesion_confusion import named_right  # noqa: E402
 from probe_naming import summed_naming  # noqa: E402
+from probe_value_prior import named, row_log_likelihood  # noqa: E402
 
 LESIONS = np.array([10, 11, 12])
 
@@ -57,3 +59,36 @@ def test_summed_naming_follows_probability_mass_not_the_voxel_count():
     out = summed_naming(labels, probs, LESIONS)
     assert (out[lesion] == 11).all()
     assert (out[~lesion] == 0).all()
+
+
+# two types (values 0-1 and 2-4) and three rows: the value-prior probe's toy table
+VALUE_TYPE = np.array([0, 0, 1, 1, 1])
+MEMBER = np.eye(2)[VALUE_TYPE]
+TABLE = np.array([[1.0, 0.0, 1.0, 0.0, 0.0],
+                  [0.0, 1.0, 0.0, 0.75, 0.25],
+                  [0.5, 0.5, 0.0, 0.0, 0.0]])   # row 2 leaves type 1 empty
+
+
+def test_the_value_prior_probe_scores_rows_as_the_disease_head_does():
+    import torch
+
+    from nnunetv2_malenia.network.disease_head import DiseaseHead
+
+    rng = np.random.default_rng(0)
+    q = np.concatenate([rng.dirichlet(np.ones(2), 7), rng.dirichlet(np.ones(3), 7)], 1)   # (M, V), per type
+    head = DiseaseHead(num_values=5, num_head_classes=4, lesion_labels=(1, 2))
+    head.set_knowledge_table(torch.tensor(TABLE), [1, 2, 4])
+    type_probs = torch.tensor(q[:, None, :] * MEMBER.T[None], dtype=torch.float32)[None]   # (1, M, T, V)
+    expected = head.disease_given_token(type_probs, torch.tensor(VALUE_TYPE)).numpy()[0]
+    log_l = row_log_likelihood(q, TABLE, MEMBER)
+    ours = np.exp(log_l - log_l.max(1, keepdims=True))
+    np.testing.assert_allclose(ours / ours.sum(1, keepdims=True), expected, atol=1e-5)
+
+
+def test_dividing_by_the_value_prior_lets_a_rarely_read_value_name_the_lesion():
+    q = np.array([[0.6, 0.4, 1 / 3, 1 / 3, 1 / 3]])     # type 0 leans to value 0, type 1 says nothing
+    prior = np.array([0.8, 0.2, 1 / 3, 1 / 3, 1 / 3])   # ... and value 0 is what it reads on most lesions
+    seen = np.zeros(3)
+    assert named(q, TABLE[:2], MEMBER, seen[:2], prior, alpha=0.0, penalty=0.0) == 0
+    assert named(q, TABLE[:2], MEMBER, seen[:2], prior, alpha=1.0, penalty=0.0) == 1   # 0.4 / 0.2 > 0.6 / 0.8
+    assert named(q, TABLE[:2], MEMBER, np.array([0.0, 1.0]), prior, alpha=1.0, penalty=2.0) == 0   # G against row 1
