@@ -38,26 +38,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic_test_reader import load_model, model_arguments, test_split  # noqa: E402
+from synthetic_test_reader import load_model, model_arguments, test_cases, test_split  # noqa: E402
 
 PRIOR_FLOOR = 1e-3  # no value's prior below this: a value no seen lesion is read with is not divided by ~0
-
-
-def cases(predictor, raw: Path, split: str, keys: set[str] | None = None):
-    """(case, data (C, X, Y, Z), label map) in the network's working space for imagesTs ("Ts") or
-    imagesTr ("Tr", only `keys`)."""
-    from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder, get_identifiers_from_splitted_dataset_folder
-    from tqdm import tqdm
-
-    folder = raw / f"images{split}"
-    names = [c for c in get_identifiers_from_splitted_dataset_folder(str(folder), ".nii.gz") if keys is None or c in keys]
-    files = create_lists_from_splitted_dataset_folder(str(folder), ".nii.gz", names, num_processes=1)
-    preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
-    for case, case_files in tqdm(list(zip(names, files)), desc=f"images{split}"):
-        data, seg, _ = preprocessor.run_case(case_files, str(raw / f"labels{split}" / f"{case}.nii.gz"),
-                                             predictor.plans_manager, predictor.configuration_manager,
-                                             predictor.dataset_json)
-        yield case, data, seg[0].astype(np.int16)
 
 
 def lesion_readouts(network, data: np.ndarray, seg: np.ndarray, labels: list[int], patch) -> list[tuple[int, np.ndarray]]:
@@ -125,9 +108,9 @@ def main() -> int:
     member = np.eye(int(value_type.max()) + 1)[value_type]  # (V, T)
     names = predictor.table.disease_names
     with torch.no_grad():
-        val = [r for _, d, s in cases(predictor, args.raw, "Tr", val_keys)
+        val = [r for _, d, s, _ in test_cases(predictor, args.raw, "Tr", val_keys)
                for r in lesion_readouts(network, d, s, seen_labels, patch)]
-        tests = [(case, disease_of_label[label], r) for case, d, s in cases(predictor, args.raw, "Ts")
+        tests = [(case, disease_of_label[label], r) for case, d, s, _ in test_cases(predictor, args.raw)
                  for label, r in lesion_readouts(network, d, s, sorted(disease_of_label), patch)]
 
     readout_prior = np.mean([r.mean(0) for _, r in val], 0)

@@ -53,16 +53,19 @@ def test_split(raw: Path) -> tuple[dict, dict[int, str], dict]:
     return test, disease_of_label, truth
 
 
-def test_cases(predictor, raw: Path) -> Iterator[tuple[str, np.ndarray, np.ndarray, dict]]:
-    """(case, data (C, X, Y, Z), label map (X, Y, Z) int16, properties) per test case, with a progress bar."""
+def test_cases(predictor, raw: Path, split: str = "Ts", keys: set[str] | None = None
+               ) -> Iterator[tuple[str, np.ndarray, np.ndarray, dict]]:
+    """(case, data (C, X, Y, Z), label map (X, Y, Z) int16, properties) per case of images{split}
+    (default the test set; "Tr" with `keys` for a fold's validation cases), with a progress bar."""
     from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder, get_identifiers_from_splitted_dataset_folder
     from tqdm import tqdm
 
-    cases = get_identifiers_from_splitted_dataset_folder(str(raw / "imagesTs"), ".nii.gz")
-    files = create_lists_from_splitted_dataset_folder(str(raw / "imagesTs"), ".nii.gz", cases, num_processes=1)
+    folder = raw / f"images{split}"
+    cases = [c for c in get_identifiers_from_splitted_dataset_folder(str(folder), ".nii.gz") if keys is None or c in keys]
+    files = create_lists_from_splitted_dataset_folder(str(folder), ".nii.gz", cases, num_processes=1)
     preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
-    for case, case_files in tqdm(list(zip(cases, files)), desc="cases"):
-        data, seg, properties = preprocessor.run_case(case_files, str(raw / "labelsTs" / f"{case}.nii.gz"),
+    for case, case_files in tqdm(list(zip(cases, files)), desc=f"images{split}"):
+        data, seg, properties = preprocessor.run_case(case_files, str(raw / f"labels{split}" / f"{case}.nii.gz"),
                                                       predictor.plans_manager, predictor.configuration_manager,
                                                       predictor.dataset_json)
         yield case, data, seg[0].astype(np.int16), properties
